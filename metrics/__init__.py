@@ -1,0 +1,1 @@
+"""Hugging Face `evaluate` modules shipped with nanogpt2 (`metrics/hellaswag`)."""

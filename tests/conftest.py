@@ -1,0 +1,70 @@
+"""Shared test fixtures: offline Hub, the optional ../shared reference data, tiny models."""
+
+import os
+from pathlib import Path
+
+# Tests never touch the network; set before transformers/datasets are imported by a test module.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NANOGPT2_SHARED", REPO_ROOT.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """Path inside ../shared, or skip the calling test with the reason it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference data not available: {path} is absent (needs ../shared beside the repo)")
+    return path
+
+
+@pytest.fixture
+def gpt2_tokenizer_dir() -> Path:
+    """The real GPT-2 tokenizer folder from ../shared (skips when absent)."""
+    return shared_path("gpt2-tokenizer")
+
+
+@pytest.fixture
+def hellaswag_val_path() -> Path:
+    """1,000 real HellaSwag validation examples from ../shared (skips when absent)."""
+    return shared_path("hellaswag", "hellaswag_val_1000.jsonl")
+
+
+@pytest.fixture
+def fineweb_jsonl_path() -> Path:
+    """150 FineWeb-Edu documents as jsonl from ../shared (skips when absent)."""
+    return shared_path("corpora", "fineweb_edu_150docs.jsonl")
+
+
+def train_tiny_tokenizer(texts: list[str], vocab_size: int = 300):
+    """A byte-level BPE with GPT-2's pre-tokenization and `<|endoftext|>`, trained on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A ~300-token byte-level BPE trained on generated text (hermetic; `<|endoftext|>` is id 0)."""
+    words = ["the", "model", "learns", "to", "predict", "next", "token", "from", "text", "data", "and"]
+    texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(40)) + "." for i in range(200)]
+    return train_tiny_tokenizer(texts)

@@ -1,0 +1,273 @@
+"""The model: exact parity with transformers' GPT-2, Hub round trip, generation, parameter counts."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModel, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, pipeline
+
+from nanogpt2.modeling import (
+    NanoGPT2Config,
+    NanoGPT2LMHeadModel,
+    NanoGPT2Model,
+    convert_from_hf_gpt2,
+    convert_to_hf_gpt2,
+)
+from nanogpt2.modeling.convert import main as convert_main
+
+SMALL_CONFIGS = [
+    dict(vocab_size=97, n_positions=32, n_embd=16, n_layer=1, n_head=1),
+    dict(vocab_size=300, n_positions=64, n_embd=48, n_layer=3, n_head=4),
+    dict(vocab_size=257, n_positions=128, n_embd=64, n_layer=2, n_head=8, n_inner=96, layer_norm_epsilon=1e-6),
+]
+
+
+def hf_gpt2(seed: int = 0, **cfg) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        activation_function="gelu_new", bos_token_id=0, eos_token_id=0,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **cfg,
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def tiny_nanogpt2(seed: int = 0, **cfg) -> NanoGPT2LMHeadModel:
+    torch.manual_seed(seed)
+    defaults = dict(vocab_size=300, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0)
+    return NanoGPT2LMHeadModel(NanoGPT2Config(**{**defaults, **cfg})).eval()
+
+
+@pytest.mark.parametrize("cfg", SMALL_CONFIGS)
+def test_logits_and_loss_match_transformers_gpt2_both_directions(cfg):
+    hf = hf_gpt2(**cfg)
+    x = torch.randint(0, cfg["vocab_size"], (3, cfg["n_positions"] // 2))
+    with torch.no_grad():
+        ref = hf(x, labels=x)
+        ours = convert_from_hf_gpt2(hf)(x, labels=x)
+        assert (ours.logits - ref.logits).abs().max().item() <= 1e-5
+        assert abs(ours.loss.item() - ref.loss.item()) <= 1e-5
+
+        # And back: a nanogpt2 model with its own random init becomes a GPT-2 with the same outputs.
+        model = tiny_nanogpt2(seed=1, **cfg)
+        back = convert_to_hf_gpt2(model)
+        assert isinstance(back, GPT2LMHeadModel)
+        ours, ref = model(x, labels=x), back(x, labels=x)
+        assert (ours.logits - ref.logits).abs().max().item() <= 1e-5
+        assert abs(ours.loss.item() - ref.loss.item()) <= 1e-5
+
+
+def test_shift_labels_equal_labels_and_ignore_index():
+    model = tiny_nanogpt2()
+    x = torch.randint(0, 300, (2, 17))
+    with torch.no_grad():
+        by_labels = model(x, labels=x).loss
+        by_shift = model(x[:, :-1], shift_labels=x[:, 1:]).loss
+        assert torch.allclose(by_labels, by_shift, atol=1e-6)
+        # -100 targets are ignored: the loss over the other positions only.
+        y = x[:, 1:].clone()
+        y[:, :8] = -100
+        logits = model(x[:, :-1]).logits
+        manual = torch.nn.functional.cross_entropy(logits[:, 8:].reshape(-1, 300), y[:, 8:].reshape(-1))
+        assert torch.allclose(model(x[:, :-1], shift_labels=y).loss, manual, atol=1e-6)
+
+
+def test_padded_vocabulary_conversion_and_masking():
+    hf = hf_gpt2(vocab_size=101, n_positions=32, n_embd=32, n_layer=2, n_head=2)
+    padded = convert_from_hf_gpt2(hf, pad_vocab_to_multiple_of=64)
+    assert padded.config.vocab_size == 128 and padded.config.tokenizer_vocab_size == 101
+    x = torch.randint(0, 101, (2, 12))
+    with torch.no_grad():
+        ref, out = hf(x, labels=x), padded(x, labels=x)
+        assert (out.logits[..., :101] - ref.logits).abs().max().item() <= 1e-5
+        assert torch.isneginf(out.logits[..., 101:]).all()
+        assert abs(out.loss.item() - ref.loss.item()) <= 1e-5
+        # Back to plain GPT-2: padding dropped by default, kept on request.
+        assert convert_to_hf_gpt2(padded).config.vocab_size == 101
+        assert convert_to_hf_gpt2(padded, keep_vocab_padding=True).config.vocab_size == 128
+        assert (convert_to_hf_gpt2(padded)(x).logits - ref.logits).abs().max().item() <= 1e-5
+
+
+def test_padded_vocabulary_never_generated_and_gradients_flow():
+    # Make the padding rows maximally attractive: they must still never be emitted.
+    model = tiny_nanogpt2(vocab_size=320, tokenizer_vocab_size=300)
+    with torch.no_grad():
+        model.transformer.wte.weight[300:] = 50.0
+    prompt = torch.randint(0, 300, (2, 5))
+    sampled = model.generate(prompt, max_new_tokens=20, do_sample=True, top_k=0, pad_token_id=0)
+    greedy = model.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=0)
+    assert sampled.max().item() < 300 and greedy.max().item() < 300
+    model.train()
+    loss = model(prompt, labels=prompt).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.transformer.wte.weight.grad[:300].abs().sum() > 0
+
+
+def test_default_config_is_gpt2_small():
+    config = NanoGPT2Config()
+    assert (config.n_layer, config.n_head, config.n_embd, config.n_positions) == (12, 12, 768, 1024)
+    assert config.hidden_size == 768 and config.num_hidden_layers == 12
+    assert config.num_attention_heads == 12 and config.max_position_embeddings == 1024
+    assert config.tie_word_embeddings and config.bos_token_id == config.eos_token_id == 50256
+    with torch.device("meta"):
+        assert NanoGPT2LMHeadModel(config).num_parameters() == 124_439_808
+        assert NanoGPT2LMHeadModel(NanoGPT2Config(vocab_size=50304)).num_parameters() == 124_475_904
+
+
+def test_gpt2_initialisation_scales_residual_projections():
+    torch.manual_seed(0)
+    model = NanoGPT2LMHeadModel(NanoGPT2Config(n_layer=8, n_embd=256, n_head=4, vocab_size=1000, n_positions=256))
+    block = model.transformer.h[0]
+    assert abs(block.attn.c_attn.weight.std().item() - 0.02) < 0.002
+    expected = 0.02 / (2 * 8) ** 0.5
+    for w in (block.attn.c_proj.weight, block.mlp.c_proj.weight):
+        assert abs(w.std().item() - expected) < 0.1 * expected
+    assert block.attn.c_attn.bias.abs().max() == 0 and block.ln_1.weight.eq(1).all()
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+
+
+def test_bad_config_values_are_rejected():
+    with pytest.raises(ValueError, match="divisible"):
+        NanoGPT2Config(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="tokenizer_vocab_size"):
+        NanoGPT2Config(vocab_size=100, tokenizer_vocab_size=101)
+    with pytest.raises(ValueError, match="longer than n_positions"):
+        tiny_nanogpt2(n_positions=8)(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_conversion_refuses_variants_it_cannot_reproduce():
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=8, n_embd=8, n_layer=1, n_head=2,
+                                    activation_function="relu"))
+    with pytest.raises(ValueError, match="activation_function"):
+        convert_from_hf_gpt2(hf)
+
+
+def test_greedy_generate_with_and_without_cache_equals_transformers():
+    hf = hf_gpt2(vocab_size=300, n_positions=64, n_embd=32, n_layer=3, n_head=4)
+    model = convert_from_hf_gpt2(hf)
+    prompt = torch.randint(1, 300, (2, 6))
+    kwargs = dict(max_new_tokens=25, do_sample=False, pad_token_id=0, eos_token_id=None)
+    ref = hf.generate(prompt, **kwargs)
+    cached = model.generate(prompt, **kwargs)
+    uncached = model.generate(prompt, use_cache=False, **kwargs)
+    assert torch.equal(cached, ref) and torch.equal(uncached, ref)
+
+
+def test_left_padded_batch_generates_like_each_prompt_alone():
+    model = tiny_nanogpt2(n_layer=3)
+    prompts = [torch.randint(1, 300, (n,)) for n in (3, 9, 6)]
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = p
+        mask[i, width - len(p):] = 1
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None)
+    batch = model.generate(ids, attention_mask=mask, **kwargs)
+    for i, p in enumerate(prompts):
+        alone = model.generate(p[None], **kwargs)
+        assert torch.equal(batch[i, width:], alone[0, len(p):]), f"prompt {i} differs"
+    # The forward itself: a left-padded row's real positions match the unpadded row.
+    with torch.no_grad():
+        padded_logits = model(ids, attention_mask=mask).logits
+        for i, p in enumerate(prompts):
+            alone = model(p[None]).logits[0]
+            assert (padded_logits[i, width - len(p):] - alone).abs().max() < 1e-5
+
+
+FRESH_PROCESS_LOAD = textwrap.dedent(
+    """
+    import json, sys, torch
+    from transformers import AutoModel, AutoModelForCausalLM
+    folder, ids = sys.argv[1], torch.tensor(json.loads(sys.argv[2]))
+    lm = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert "nanogpt2" not in sys.modules and "nanogpt2.modeling" not in sys.modules
+    with torch.no_grad():
+        out = {"lm_class": type(lm).__module__ + "." + type(lm).__name__,
+               "base_class": type(base).__name__,
+               "logits": lm(ids).logits.tolist(),
+               "hidden": base(ids).last_hidden_state.tolist()}
+    print(json.dumps(out))
+    """
+)
+
+
+def test_save_pretrained_round_trip_in_fresh_process(tmp_path):
+    model = tiny_nanogpt2(vocab_size=320, tokenizer_vocab_size=300)
+    model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"model.safetensors", "config.json", "modeling_nanogpt2.py", "configuration_nanogpt2.py"} <= files
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "nanogpt2"
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_nanogpt2.NanoGPT2LMHeadModel"
+    assert config["auto_map"]["AutoModel"] == "modeling_nanogpt2.NanoGPT2Model"
+    assert config["auto_map"]["AutoConfig"] == "configuration_nanogpt2.NanoGPT2Config"
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        keys = set(f.keys())
+    assert "transformer.wte.weight" in keys and "lm_head.weight" not in keys  # tied: stored once
+
+    ids = torch.randint(0, 300, (2, 10))
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_LOAD, str(tmp_path), json.dumps(ids.tolist())],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["lm_class"].startswith("transformers_modules.") and out["base_class"] == "NanoGPT2Model"
+    with torch.no_grad():
+        expected = model(ids)
+    assert torch.equal(torch.tensor(out["logits"]), expected.logits)
+    assert torch.equal(torch.tensor(out["hidden"]), model.transformer(ids).last_hidden_state)
+
+
+def test_auto_classes_load_in_process(tmp_path):
+    model = tiny_nanogpt2()
+    model.save_pretrained(tmp_path)
+    lm = AutoModelForCausalLM.from_pretrained(tmp_path)
+    base = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(lm, NanoGPT2LMHeadModel) and isinstance(base, NanoGPT2Model)
+    ids = torch.randint(0, 300, (1, 8))
+    with torch.no_grad():
+        assert torch.equal(base(ids).last_hidden_state, model.transformer(ids).last_hidden_state)
+        assert torch.equal(lm(ids).logits, model(ids).logits)
+
+
+def test_pipeline_generates_from_saved_folder(tmp_path, tiny_tokenizer):
+    model = tiny_nanogpt2(vocab_size=len(tiny_tokenizer), eos_token_id=tiny_tokenizer.eos_token_id)
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    generator = pipeline("text-generation", model=str(tmp_path), trust_remote_code=True)
+    out = generator("the model", max_new_tokens=8, do_sample=False)
+    assert out[0]["generated_text"].startswith("the model") and len(out[0]["generated_text"]) > len("the model")
+
+
+def test_pipeline_with_real_gpt2_tokenizer_offline(tmp_path, gpt2_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)
+    assert tokenizer("Hello world")["input_ids"] == [15496, 995]
+    model = tiny_nanogpt2(vocab_size=50304, tokenizer_vocab_size=50257, bos_token_id=50256, eos_token_id=50256)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    generator = pipeline("text-generation", model=str(tmp_path), trust_remote_code=True)
+    text = generator("Hello world", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+    assert text.startswith("Hello world")
+
+
+def test_convert_command_line_both_directions(tmp_path):
+    hf = hf_gpt2(vocab_size=101, n_positions=32, n_embd=32, n_layer=2, n_head=2)
+    hf.save_pretrained(tmp_path / "gpt2")
+    convert_main(["--from-hf", str(tmp_path / "gpt2"), "--out", str(tmp_path / "nano"), "--pad-vocab", "64"])
+    nano = AutoModelForCausalLM.from_pretrained(tmp_path / "nano")
+    assert isinstance(nano, NanoGPT2LMHeadModel) and nano.config.vocab_size == 128
+    convert_main(["--to-hf", str(tmp_path / "nano"), "--out", str(tmp_path / "back")])
+    back = GPT2LMHeadModel.from_pretrained(tmp_path / "back")
+    assert "auto_map" not in json.loads((tmp_path / "back" / "config.json").read_text())
+    x = torch.randint(0, 101, (2, 10))
+    with torch.no_grad():
+        assert (back(x).logits - hf(x).logits).abs().max() <= 1e-5
+        assert (nano(x).logits[..., :101] - hf(x).logits).abs().max() <= 1e-5
