@@ -1,0 +1,423 @@
+"""Run configuration: typed dataclasses, YAML presets and dotted `key=value` overrides.
+
+The defaults are the GPT-2 small (124M) reproduction; a preset in `configs/` lists only what differs.
+Every field carries its own docstring (the string literal below it) and `__post_init__` checks its value,
+so a bad preset or override fails before any work starts, naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A preset or override names an unknown key or gives a value of the wrong type or range."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the GPT-2 style model (`nanogpt2.modeling.NanoGPT2Config`)."""
+
+    section: ClassVar[str] = "model"
+
+    n_layer: int = 12
+    """Number of transformer blocks."""
+    n_head: int = 12
+    """Attention heads per block; must divide `n_embd`."""
+    n_embd: int = 768
+    """Width of the residual stream."""
+    seq_len: int = 1024
+    """Context length T: size of the position table and length of every training sequence."""
+    vocab_size: int = 50304
+    """Embedding rows, padded above the tokenizer's size (50257 -> 50304 = 64 * 786) for fast matmuls."""
+    dropout: float = 0.0
+    """Dropout on embeddings, attention and residual branches (0 for pretraining at this scale)."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "n_embd", "seq_len", "vocab_size"):
+            _check(getattr(self, name) > 0, f"model.{name}", f"must be > 0, got {getattr(self, name)}")
+        _check(self.n_embd % self.n_head == 0, "model.n_embd",
+               f"must be divisible by model.n_head ({self.n_head}), got {self.n_embd}")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DataConfig:
+    """Where the prepared token data lives (written by `nanogpt2.data.prepare_data`)."""
+
+    section: ClassVar[str] = "data"
+
+    path: str | None = None
+    """Folder of prepared data (`train/`, `val/`, `tokenizer/`, `meta.json`); required to train."""
+    tokenizer: str | None = None
+    """Tokenizer name or folder; None uses the one saved with the data. It must match the data's hash."""
+    shuffle: bool = False
+    """Shuffle the order of training sequences each epoch (seeded by `seed`); False reads in order."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation: batch, schedule, AdamW, precision."""
+
+    section: ClassVar[str] = "train"
+
+    micro_batch_size: int = 64
+    """Sequences per forward/backward on one process (B)."""
+    total_batch_tokens: int = 524_288
+    """Tokens per optimizer step over all processes; must be a multiple of B * T * world size."""
+    max_steps: int = 19_073
+    """Optimizer steps to train for (19,073 x 524,288 ~ 10B tokens)."""
+    lr: float = 6e-4
+    """Peak learning rate, reached at the end of warmup."""
+    min_lr_ratio: float = 0.1
+    """Learning rate at `max_steps` as a fraction of `lr` (end of the cosine decay)."""
+    warmup_steps: int = 715
+    """Steps of linear warmup from 0 to `lr`."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay, applied to matrices and embeddings only (not biases or LayerNorm)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW (beta1, beta2)."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables clipping (the norm is still logged)."""
+    mixed_precision: str = "auto"
+    """'auto' (bf16 on a GPU that supports it, else fp32), 'bf16', 'fp16' or 'no'."""
+    compile: bool = False
+    """Compile the model with torch.compile for training (evaluation and generation use the eager model)."""
+    tf32: bool = True
+    """Allow TF32 matmuls on CUDA (fp32 matmuls that stay outside autocast)."""
+
+    def __post_init__(self) -> None:
+        for name in ("micro_batch_size", "total_batch_tokens", "max_steps"):
+            _check(getattr(self, name) > 0, f"train.{name}", f"must be > 0, got {getattr(self, name)}")
+        _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        _check(0.0 <= self.min_lr_ratio <= 1.0, "train.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "train.betas",
+               f"must be two numbers in [0, 1), got {list(self.betas)}")
+        _check(self.eps > 0, "train.eps", f"must be > 0, got {self.eps}")
+        _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
+        choices = ("auto", "bf16", "fp16", "no")
+        _check(self.mixed_precision in choices, "train.mixed_precision",
+               f"must be one of {', '.join(choices)}, got {self.mixed_precision!r}")
+
+
+@dataclass
+class EvalConfig:
+    """Periodic evaluation: validation loss, HellaSwag and sample generations."""
+
+    section: ClassVar[str] = "eval"
+
+    every: int = 250
+    """Evaluate every this many steps, and at the last step."""
+    val_tokens: int = 10_485_760
+    """Validation tokens per evaluation, split over processes (rounded down to whole batches, at least one)."""
+    hellaswag: bool = True
+    """Score HellaSwag at each evaluation (skipped with a one-line reason when the examples cannot be loaded)."""
+    hellaswag_path: str | None = None
+    """Local HellaSwag jsonl; None loads the validation split from the Hugging Face Hub."""
+    hellaswag_limit: int | None = None
+    """Score only the first N examples (None: all 10,042)."""
+    hellaswag_style: str = "nanogpt"
+    """Scoring style passed to `evaluate_hellaswag` ('nanogpt' or 'lm-eval')."""
+    hellaswag_batch_size: int = 32
+    """Examples per forward pass while scoring HellaSwag."""
+    num_samples: int = 4
+    """Sample generations per evaluation (0 disables them)."""
+    sample_prompt: str = "Hello, I'm a language model,"
+    """Prompt of the sample generations."""
+    max_new_tokens: int = 32
+    """Tokens generated per sample."""
+    sample_top_k: int = 50
+    """Top-k sampling of the sample generations."""
+
+    def __post_init__(self) -> None:
+        for name in ("every", "val_tokens", "hellaswag_batch_size", "sample_top_k", "max_new_tokens"):
+            _check(getattr(self, name) > 0, f"eval.{name}", f"must be > 0, got {getattr(self, name)}")
+        _check(self.num_samples >= 0, "eval.num_samples", f"must be >= 0, got {self.num_samples}")
+        _check(self.hellaswag_limit is None or self.hellaswag_limit > 0, "eval.hellaswag_limit",
+               f"must be > 0 or null, got {self.hellaswag_limit}")
+        _check(self.hellaswag_style in ("nanogpt", "lm-eval"), "eval.hellaswag_style",
+               f"must be one of nanogpt, lm-eval, got {self.hellaswag_style!r}")
+
+
+@dataclass
+class CheckpointConfig:
+    """Resumable checkpoints under `OUT/checkpoints/step_NNNNNNN/`."""
+
+    section: ClassVar[str] = "checkpoint"
+
+    every: int = 1000
+    """Write a checkpoint every this many steps (and on SIGTERM/SIGINT and at the end)."""
+    keep_last: int = 3
+    """Keep only the newest this many checkpoints."""
+
+    def __post_init__(self) -> None:
+        _check(self.every > 0, "checkpoint.every", f"must be > 0, got {self.every}")
+        _check(self.keep_last > 0, "checkpoint.keep_last", f"must be > 0, got {self.keep_last}")
+
+
+@dataclass
+class LoggingConfig:
+    """Experiment tracking (Accelerate trackers) and the console."""
+
+    section: ClassVar[str] = "logging"
+
+    tracker: str = "wandb"
+    """'wandb' (set WANDB_MODE=offline to log without an account) or 'none' (metrics.jsonl only)."""
+    project: str = "nanogpt2"
+    """Tracker project name."""
+    run_name: str | None = None
+    """Tracker run name; None uses the name of `out_dir`."""
+    every: int = 1
+    """Log training metrics every this many steps."""
+
+    def __post_init__(self) -> None:
+        _check(self.tracker in ("wandb", "none"), "logging.tracker",
+               f"must be one of wandb, none, got {self.tracker!r}")
+        _check(self.every > 0, "logging.every", f"must be > 0, got {self.every}")
+
+
+@dataclass
+class HubConfig:
+    """Pushing the model to the Hugging Face Hub (the token comes from `huggingface-cli login` / HF_TOKEN)."""
+
+    section: ClassVar[str] = "hub"
+
+    push: bool = False
+    """Push `OUT/final` to `repo_id` at the end of training (in the background)."""
+    repo_id: str | None = None
+    """Target model repository, 'user/name'."""
+    private: bool = True
+    """Create the repository as private."""
+    push_checkpoints: bool = False
+    """Also push each checkpoint's weights to `checkpoints/step_NNNNNNN/` in the repository."""
+
+    def __post_init__(self) -> None:
+        _check(not self.push or bool(self.repo_id), "hub.repo_id", "must be set when hub.push is true")
+
+
+@dataclass
+class RunConfig:
+    """Everything one pretraining run needs."""
+
+    out_dir: str = "runs/gpt2-124m"
+    """Run folder: metrics.jsonl, config.yaml, checkpoints/, final/, plots/."""
+    seed: int = 1337
+    """Seed of model initialisation, data order and sampling."""
+    resume: str = "auto"
+    """'auto' continues from the newest complete checkpoint in out_dir, 'none' starts over, else a path."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Model architecture."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Prepared data."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpointing."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Tracking."""
+    hub: HubConfig = field(default_factory=HubConfig)
+    """Hub upload."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.out_dir), "out_dir", "must not be empty")
+        _check(bool(self.resume), "resume", "must be 'auto', 'none' or a checkpoint path")
+
+    def grad_accum_steps(self, world_size: int) -> int:
+        """Micro-steps per optimizer step so that B * T * world_size * steps == total_batch_tokens."""
+        per_micro_step = self.train.micro_batch_size * self.model.seq_len * world_size
+        if self.train.total_batch_tokens % per_micro_step:
+            raise ConfigError(
+                f"train.total_batch_tokens: {self.train.total_batch_tokens} is not a multiple of "
+                f"train.micro_batch_size x model.seq_len x world size = {self.train.micro_batch_size} x "
+                f"{self.model.seq_len} x {world_size} = {per_micro_step}"
+            )
+        return self.train.total_batch_tokens // per_micro_step
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), as saved to config.yaml and logged to the tracker."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Field docstrings, used for error messages and `--help`."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(cls)).body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, docstring) for every leaf field, in declaration order."""
+    rows: list[tuple[str, Any, str]] = []
+    docs = _field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows.extend(describe_fields(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            rows.append((f"{prefix}{f.name}", _plain(getattr(default, f.name)), docs.get(f.name, "")))
+    return rows
+
+
+def _valid_keys(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against the field's type hint, converting only losslessly (int -> float, list -> tuple)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {hint}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(hint)
+        _check(isinstance(value, list | tuple) and len(value) == len(args), key,
+               f"expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        _check(isinstance(value, int | float) and not isinstance(value, bool), key,
+               f"expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        _check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        _check(isinstance(value, str | int | float) and not isinstance(value, bool), key,
+               f"expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f" in {prefix.rstrip('.')}" if prefix else ""
+            raise ConfigError(f"unknown key {prefix}{key}; valid keys{where}: {_valid_keys(cls)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
+    """Put an override into the nested dict, checking each level's name on the way down."""
+    parts = dotted.split(".")
+    cls: type = RunConfig
+    node = tree
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth])
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in names:
+            raise ConfigError(f"unknown key {dotted}; valid keys{' in ' + where if where else ''}: {_valid_keys(cls)}")
+        hint = typing.get_type_hints(cls)[part]
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(hint):
+                raise ConfigError(f"{dotted} is a section; set one of its keys: {_valid_keys(hint)}")
+            node[part] = _parse_value(raw, hint)
+            return
+        if not dataclasses.is_dataclass(hint):
+            raise ConfigError(f"{'.'.join(parts[: depth + 1])} is not a section (it has no key {parts[depth + 1]})")
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+        cls = hint
+
+
+def _parse_value(raw: str, hint: Any) -> Any:
+    """A command-line value as YAML (numbers, true/false, null, [a, b]); strings stay as typed."""
+    try:
+        parsed = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+    accepts_str = hint is str or str in typing.get_args(hint)
+    if accepts_str and not (parsed is None and type(None) in typing.get_args(hint)):
+        return raw
+    return parsed
+
+
+def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Defaults, then the YAML preset (if any), then `key=value` overrides, validated as a whole."""
+    tree: dict[str, Any] = {}
+    if preset is not None:
+        path = Path(preset)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.max_steps=20)")
+        _set_dotted(tree, key.strip(), raw)
+    return _build(RunConfig, tree)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from `RunConfig.to_dict()` output (e.g. a saved config.yaml)."""
+    return _build(RunConfig, data)

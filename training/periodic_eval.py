@@ -1,0 +1,101 @@
+"""What runs every `eval.every` steps: validation loss, HellaSwag and sample generations."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from .config import RunConfig
+
+
+def val_batches_per_process(config: RunConfig, world_size: int) -> int:
+    """Whole micro-batches of validation per process so that all processes see `eval.val_tokens` in total."""
+    per_batch = config.train.micro_batch_size * config.model.seq_len * world_size
+    return max(1, config.eval.val_tokens // per_batch)
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, accelerator: Accelerator, config: RunConfig, tokenizer: Any) -> float:
+    """Mean next-token loss on the first batches of the val split: the same tokens at every evaluation.
+
+    A fresh unshuffled loader always yields the same batches; each process reads its own shard and the
+    per-process means (equal batch counts, equal token counts) are averaged.
+    """
+    from nanogpt2.data import TokenLoader
+
+    loader = TokenLoader(
+        config.data.path, "val", batch_size=config.train.micro_batch_size, seq_len=config.model.seq_len,
+        rank=accelerator.process_index, world_size=accelerator.num_processes, shuffle=False, tokenizer=tokenizer,
+    )
+    n = val_batches_per_process(config, accelerator.num_processes)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=accelerator.device)
+    for x, y in itertools.islice(iter(loader), n):
+        with accelerator.autocast():
+            total += model(input_ids=x.to(accelerator.device), shift_labels=y.to(accelerator.device)).loss.float()
+    model.train(was_training)
+    return accelerator.reduce(total / n, "mean").item()
+
+
+@torch.no_grad()
+def sample_texts(model: Any, tokenizer: Any, accelerator: Accelerator, config: RunConfig, step: int) -> list[str]:
+    """`eval.num_samples` top-k continuations of `eval.sample_prompt`, seeded by (seed, step).
+
+    Sampling runs under a forked RNG so it never changes the training random stream; every
+    process generates the same texts (no collective calls, safe under any wrapper).
+    """
+    cfg = config.eval
+    if cfg.num_samples == 0:
+        return []
+    device = accelerator.device
+    prompt = tokenizer(cfg.sample_prompt, return_tensors="pt").input_ids.to(device)
+    prompt = prompt.expand(cfg.num_samples, -1)
+    max_new = min(cfg.max_new_tokens, config.model.seq_len - prompt.shape[1])
+    if max_new <= 0:
+        return []
+    was_training = model.training
+    model.eval()
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), accelerator.autocast():
+        torch.manual_seed(config.seed + step)
+        out = model.generate(
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=max_new, do_sample=True,
+            top_k=cfg.sample_top_k, pad_token_id=tokenizer.eos_token_id,
+        )
+    model.train(was_training)
+    return tokenizer.batch_decode(out, skip_special_tokens=True)  # drops the end-of-text padding
+
+
+def load_hellaswag_examples(config: RunConfig, log: Any) -> list[dict] | None:
+    """The examples to score during training, or None (with one logged reason) when they cannot be loaded."""
+    if not config.eval.hellaswag:
+        return None
+    try:
+        from nanogpt2.evaluation import load_hellaswag
+
+        return load_hellaswag(config.eval.hellaswag_path, limit=config.eval.hellaswag_limit)
+    except Exception as e:  # noqa: BLE001 - any failure (no Hub, bad path) only disables this metric
+        where = config.eval.hellaswag_path or "the Hugging Face Hub"
+        log(f"HellaSwag disabled for this run: could not load it from {where} ({type(e).__name__}: {e})")
+        return None
+
+
+def hellaswag_scores(model: Any, tokenizer: Any, examples: list[dict], accelerator: Accelerator,
+                     config: RunConfig) -> dict[str, float]:
+    from nanogpt2.evaluation import evaluate_hellaswag
+
+    with accelerator.autocast():
+        result = evaluate_hellaswag(
+            model, tokenizer, examples, style=config.eval.hellaswag_style,
+            batch_size=config.eval.hellaswag_batch_size, accelerator=accelerator, progress=False,
+        )
+    return {
+        "hellaswag_acc": float(result["acc"]),
+        "hellaswag_acc_norm": float(result["acc_norm"]),
+        "hellaswag_acc_norm_chars": float(result["acc_norm_chars"]),
+        "hellaswag_n": int(result["n"]),
+    }
