@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from nanogpt2.training import ConfigError, NonFiniteLossError, describe_fields, load_config, train
+from nanogpt2.training.config import config_reference_markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML preset (configs/*.yaml) listing what differs from the defaults (GPT-2 124M)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied after the preset")
     parser.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    parser.add_argument("--markdown", action="store_true", help="with --help-config: print the README's table")
     args = parser.parse_args(argv)
+    if args.help_config and args.markdown:
+        print(config_reference_markdown())
+        return 0
     if args.help_config:
         for key, default, doc in describe_fields():
             print(f"{key} = {default!r}\n    {doc}")

@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "tokenizer folder / Hub id")
     parser.add_argument("--vocab-size", type=int, default=4096, help="size of a trained tokenizer")
     parser.add_argument("--max-steps", type=int, default=None,
-                        help="optimizer steps (default: the preset's 250, fewer for a larger vocabulary)")
+                        help="optimizer steps (default: the preset's 500, fewer for a larger vocabulary)")
     parser.add_argument("--max-tokens", type=int, default=None, help="use at most this many corpus tokens")
     parser.add_argument("--val-tokens", type=int, default=65_536,
                         help="tokens held out for validation, from the start of the corpus")

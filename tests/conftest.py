@@ -68,3 +68,13 @@ def tiny_tokenizer():
     words = ["the", "model", "learns", "to", "predict", "next", "token", "from", "text", "data", "and"]
     texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(40)) + "." for i in range(200)]
     return train_tiny_tokenizer(texts)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Accelerate keeps process-wide singletons; give every test a clean one so order never matters."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

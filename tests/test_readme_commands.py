@@ -85,3 +85,15 @@ def test_readme_command_exists_and_accepts_its_flags(target, args):
             assert (REPO_ROOT / preset).is_file(), f"README quotes missing preset {preset}"
         overrides = [a for a in args if "=" in a and not a.startswith("-")]
         load_config(REPO_ROOT / preset if preset else None, overrides)  # raises on an unknown key
+
+
+def test_readme_configuration_reference_matches_the_dataclasses():
+    from nanogpt2.training.config import config_reference_markdown
+
+    block = re.search(r"<!-- config-reference:start -->\n(.*?)\n<!-- config-reference:end -->", README.read_text(),
+                      flags=re.S)
+    assert block, "README lacks the configuration reference block"
+    assert block.group(1).strip() == config_reference_markdown(), (
+        "README's configuration reference is stale: regenerate it with "
+        "`python scripts/pretrain.py --help-config --markdown`"
+    )

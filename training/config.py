@@ -421,3 +421,13 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from `RunConfig.to_dict()` output (e.g. a saved config.yaml)."""
     return _build(RunConfig, data)
+
+
+def config_reference_markdown() -> str:
+    """The README's configuration reference: one table row per dotted key, with default and meaning."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, default, doc in describe_fields():
+        shown = "null" if default is None else yaml.safe_dump(default, default_flow_style=True).strip()
+        shown = shown.removesuffix("\n...").removesuffix(" ...").strip()
+        rows.append(f"| `{key}` | `{shown}` | {' '.join(doc.split()).replace('|', '/')} |")
+    return "\n".join(rows)

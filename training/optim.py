@@ -13,7 +13,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
     """AdamW decaying only tensors of rank >= 2 (matmul weights and embeddings), not biases or LayerNorm.
 
     Tied weights appear once in `named_parameters()`, so the shared embedding / output matrix is
-    decayed once. The fused CUDA kernel is used on GPUs (one launch for all parameters).
+    decayed once. The fused kernel (one launch for all parameters) is used on CUDA and on CPU.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -23,7 +23,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(
-        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type == "cuda" or None
+        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type in ("cuda", "cpu") or None
     )
 
 

@@ -36,7 +36,8 @@ def validation_loss(model: torch.nn.Module, accelerator: Accelerator, config: Ru
     total = torch.zeros((), device=accelerator.device)
     for x, y in itertools.islice(iter(loader), n):
         with accelerator.autocast():
-            total += model(input_ids=x.to(accelerator.device), shift_labels=y.to(accelerator.device)).loss.float()
+            x, y = x.to(accelerator.device), y.to(accelerator.device)
+            total += model(input_ids=x, shift_labels=y, use_cache=False).loss.float()  # no KV cache to fill
     model.train(was_training)
     return accelerator.reduce(total / n, "mean").item()
 
