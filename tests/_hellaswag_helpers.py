@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+import conftest  # tests/ is on sys.path (pytest rootdir, or the worker script's folder)
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from nanogpt2.evaluation import HellaSwagScores, tokenize_requests
@@ -64,17 +64,7 @@ def train_tiny_tokenizer(examples: list[dict[str, Any]], vocab_size: int = 400) 
     texts = []
     for e in examples:
         texts += [e["activity_label"], e["ctx"], *e["endings"]]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    return conftest.train_tiny_tokenizer(texts, vocab_size)
 
 
 def tiny_gpt2(vocab_size: int, n_positions: int = 256, seed: int = 0) -> GPT2LMHeadModel:

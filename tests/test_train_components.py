@@ -154,3 +154,18 @@ def test_throughput_summary_is_the_median_after_warmup(tmp_path: Path) -> None:
     assert (summary["steps"], summary["tokens_per_s"], summary["mfu"]) == (3, 200.0, 0.45)
     with pytest.raises(ValueError, match="no training steps after step 4"):
         summarize_throughput(tmp_path, skip=4)
+
+
+def test_model_card_reports_results_and_how_to_load():
+    from nanogpt2.training.config import RunConfig
+    from nanogpt2.training.model_card import render_model_card
+
+    meta = {"sources": ["fineweb-edu"], "subset": "sample-10BT", "splits": {"train": {"tokens": 1000}}}
+    scored = render_model_card(RunConfig(), steps=10, tokens=5000, meta=meta, precision="bf16",
+                               final_eval={"val_loss": 3.5, "hellaswag_acc_norm": 0.2875, "hellaswag_acc": 0.28,
+                                           "hellaswag_n": 10042})
+    assert "| HellaSwag acc_norm (10042 examples) | 0.2875 |" in scored and "0.2955" in scored and "3.5000" in scored
+    assert 'AutoTokenizer.from_pretrained("path/to/final", trust_remote_code=True)' in scored
+    skipped = render_model_card(RunConfig(), steps=10, tokens=5000, meta=meta, precision="bf16",
+                                final_eval={"val_loss": 3.5}, repo_id="you/model")
+    assert "| HellaSwag acc_norm | not evaluated |" in skipped and '"you/model"' in skipped

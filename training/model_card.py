@@ -36,6 +36,13 @@ def render_model_card(config: RunConfig, *, steps: int, tokens: int, meta: dict[
                      "(comparable only on FineWeb-Edu with GPT-2's tokenizer)")
     hs_reference = (f"GPT-2 124M: {GPT2_124M_HELLASWAG}, GPT-3 Small: {GPT3_SMALL_HELLASWAG}, "
                     f"10B-token reproduction: {REPRODUCTION_4090_HELLASWAG} (full 10,042-example set)")
+    if final_eval.get("hellaswag_acc_norm") is None:
+        hellaswag_rows = f"| HellaSwag acc_norm | not evaluated | {hs_reference} |"
+    else:
+        hellaswag_rows = (
+            f"| HellaSwag acc_norm ({hellaswag_n} examples) | {_fmt(final_eval['hellaswag_acc_norm'])} "
+            f"| {hs_reference} |\n| HellaSwag acc | {_fmt(final_eval.get('hellaswag_acc'))} | |"
+        )
     return f"""---
 library_name: transformers
 license: mit
@@ -75,8 +82,7 @@ embeddings), peak learning rate {t.lr} after {t.warmup_steps} warmup steps, cosi
 | metric | this model | reference |
 |---|---|---|
 | validation loss | {_fmt(final_eval.get("val_loss"))} | {val_reference} |
-| HellaSwag acc_norm ({hellaswag_n or "n/a"} examples) | {_fmt(final_eval.get("hellaswag_acc_norm"))} | {hs_reference} |
-| HellaSwag acc | {_fmt(final_eval.get("hellaswag_acc"))} | |
+{hellaswag_rows}
 
 ## How to load
 
@@ -84,7 +90,7 @@ embeddings), peak learning rate {t.lr} after {t.warmup_steps} warmup steps, cosi
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 model = AutoModelForCausalLM.from_pretrained("{load_from}", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("{load_from}")
+tokenizer = AutoTokenizer.from_pretrained("{load_from}", trust_remote_code=True)
 ids = tokenizer("Hello, I'm a language model,", return_tensors="pt").input_ids
 print(tokenizer.decode(model.generate(ids, max_new_tokens=30, do_sample=True, top_k=50)[0]))
 ```
