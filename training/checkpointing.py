@@ -9,6 +9,8 @@ ever sees complete ones.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
@@ -26,6 +28,19 @@ _TMP_PREFIX = ".tmp-"
 # Name of an environment variable that makes the process kill itself (SIGKILL) at a point of the
 # checkpoint write, e.g. "checkpoint_before_rename:4": how tests check that a torn write is ignored.
 KILL_AT_ENV = "NANOGPT2_KILL_AT"
+
+
+@contextlib.contextmanager
+def _quiet_tied_weight_warning():
+    """Accelerate warns at every save that it dropped `lm_head.weight`: that is the tied output layer,
+    stored once as `transformer.wte.weight` and tied again on load (resume is tested bit-exact)."""
+    log = logging.getLogger("accelerate.utils.other")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 @dataclass
@@ -110,7 +125,8 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    with _quiet_tied_weight_warning():
+        accelerator.save_state(str(tmp))
     # Each process reads its own shard of the data, so each saves its own position.
     torch.save(loader_state, tmp / f"loader_rank{accelerator.process_index}.pt")
     if accelerator.is_main_process:
