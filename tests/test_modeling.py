@@ -271,3 +271,20 @@ def test_convert_command_line_both_directions(tmp_path):
     with torch.no_grad():
         assert (back(x).logits - hf(x).logits).abs().max() <= 1e-5
         assert (nano(x).logits[..., :101] - hf(x).logits).abs().max() <= 1e-5
+
+
+def test_training_forward_compiles_as_one_graph():
+    # The training path (no mask, no cache, padded vocabulary) must trace without graph breaks so that
+    # torch.compile can fuse it on CUDA; aot_eager checks the capture and autograd without codegen.
+    model = tiny_nanogpt2(vocab_size=320, tokenizer_vocab_size=300).train()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    x = torch.randint(0, 300, (2, 16))
+    y = torch.randint(0, 300, (2, 16))
+    eager_loss = model(input_ids=x, shift_labels=y).loss
+    eager_loss.backward()
+    eager_grad = model.transformer.wte.weight.grad.clone()
+    model.zero_grad(set_to_none=True)
+    compiled_loss = compiled(input_ids=x, shift_labels=y).loss
+    compiled_loss.backward()
+    assert torch.allclose(compiled_loss, eager_loss, atol=1e-6)
+    assert torch.allclose(model.transformer.wte.weight.grad, eager_grad, atol=1e-6)
