@@ -184,16 +184,20 @@ class NanoGPT2Model(NanoGPT2PreTrainedModel):
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T, _ = x.shape
         past_length = cache.get_seq_length() if cache is not None else 0
-        if past_length + T > self.config.n_positions:
-            raise ValueError(
-                f"sequence of {past_length + T} tokens is longer than n_positions={self.config.n_positions}"
-            )
-        if position_ids is None:
-            if attention_mask is not None:
-                # Left padding: a prompt's first real token is position 0, as if it were alone.
+        n_positions = self.config.n_positions
+        if position_ids is None and attention_mask is None:
+            if past_length + T > n_positions:
+                raise ValueError(f"sequence of {past_length + T} tokens is longer than n_positions={n_positions}")
+            position_ids = torch.arange(past_length, past_length + T, device=x.device)[None]
+        else:
+            if position_ids is None:
+                # Left padding: a prompt's first real token is position 0, as if it were alone. Padding
+                # does not use up positions, so a padded batch may be longer than n_positions.
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
-            else:
-                position_ids = torch.arange(past_length, past_length + T, device=x.device)[None]
+            # An out-of-range position would fail inside the embedding (a device assert on CUDA): say
+            # which. Skipped while compiling, where the check would break the graph.
+            if not torch.compiler.is_compiling() and int(position_ids.max()) >= n_positions:
+                raise ValueError(f"position {int(position_ids.max())} is beyond n_positions={n_positions}")
         x = self.drop(x + self.wpe(position_ids))
         attn_mask = _attention_mask(attention_mask, past_length, T, x.device)
         for block in self.h:

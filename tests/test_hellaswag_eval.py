@@ -14,6 +14,7 @@ from nanogpt2.evaluation import (
     tokenize_requests,
 )
 from nanogpt2.evaluation.hellaswag_scoring import logits_mode, plan_batches, supports_shared_context
+from nanogpt2.modeling import convert_from_hf_gpt2
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,21 @@ def test_left_truncation_to_the_model_length():
     assert sum(len(r.tokens) > n_positions + 1 for r in requests) > 10  # many contexts get cut
     model = tiny_gpt2(len(tokenizer), n_positions=n_positions)
     batched = score_hellaswag(model, tokenizer, examples, style="nanogpt", batch_size=5, progress=False)
+    assert_same_scores(batched, plain_scores(model, tokenizer, examples, "nanogpt"))
+
+
+def test_shared_context_batch_longer_than_the_model_with_nanogpt2():
+    # No example is truncated, but a batch's widest context plus its widest ending exceed n_positions:
+    # the cached batch then holds more keys than the model has positions, which must still be exact.
+    examples = make_examples(12, seed=2)
+    tokenizer = train_tiny_tokenizer(examples)
+    requests = tokenize_requests(examples, tokenizer, style="nanogpt", max_length=None)
+    n_positions = max(len(r.tokens) for r in requests) - 1
+    ctx = [len(r.tokens) - r.n_ending_tokens for r in requests]
+    assert max(ctx) + max(r.n_ending_tokens for r in requests) > n_positions
+    model = convert_from_hf_gpt2(tiny_gpt2(len(tokenizer), n_positions=n_positions))
+    assert supports_shared_context(model)
+    batched = score_hellaswag(model, tokenizer, examples, style="nanogpt", batch_size=12, progress=False)
     assert_same_scores(batched, plain_scores(model, tokenizer, examples, "nanogpt"))
 
 

@@ -136,6 +136,11 @@ def test_bad_config_values_are_rejected():
         NanoGPT2Config(vocab_size=100, tokenizer_vocab_size=101)
     with pytest.raises(ValueError, match="longer than n_positions"):
         tiny_nanogpt2(n_positions=8)(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="position 8 is beyond n_positions=8"):
+        tiny_nanogpt2(n_positions=8)(torch.zeros(1, 2, dtype=torch.long), position_ids=torch.tensor([[7, 8]]))
+    # Left padding does not use up positions: 4 pads + 8 real tokens fit a model of 8 positions.
+    ids, mask = torch.ones(1, 12, dtype=torch.long), torch.tensor([[0] * 4 + [1] * 8])
+    assert tiny_nanogpt2(n_positions=8)(ids, attention_mask=mask).logits.shape == (1, 12, 300)
 
 
 def test_conversion_refuses_variants_it_cannot_reproduce():
