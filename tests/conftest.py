@@ -43,28 +43,15 @@ def fineweb_jsonl_path() -> Path:
 
 
 def train_tiny_tokenizer(texts: list[str], vocab_size: int = 300):
-    """A byte-level BPE with GPT-2's pre-tokenization and `<|endoftext|>`, trained on `texts`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """A byte-level BPE with GPT-2's pre-tokenization and `<|endoftext|>` (the last id), trained on `texts`."""
+    from nanogpt2.data.train_tokenizer import train_byte_level_bpe
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
-    )
+    return train_byte_level_bpe(texts, vocab_size, min_frequency=1)
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    """A ~300-token byte-level BPE trained on generated text (hermetic; `<|endoftext|>` is id 0)."""
+    """A ~300-token byte-level BPE trained on generated text (hermetic)."""
     words = ["the", "model", "learns", "to", "predict", "next", "token", "from", "text", "data", "and"]
     texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(40)) + "." for i in range(200)]
     return train_tiny_tokenizer(texts)

@@ -12,10 +12,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 from datasets import load_from_disk
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from nanogpt2.data import load_data_tokenizer, load_meta, prepare_data, tokenizer_fingerprint
@@ -40,16 +41,8 @@ def generated_documents(count: int, seed: int = 0, max_words: int = 60) -> list[
 
 
 def train_byte_level_bpe(texts: list[str], vocab_size: int = 400) -> PreTrainedTokenizerFast:
-    """GPT-2-style byte-level BPE (EOT is the only special token, id 0)."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[EOT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOT)
+    """GPT-2-style byte-level BPE (EOT is the only special token)."""
+    return conftest.train_tiny_tokenizer(texts, vocab_size)
 
 
 def train_whitespace_bpe(texts: list[str]) -> PreTrainedTokenizerFast:
