@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-baseline", action="store_true", help="time only the batched evaluator")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each path, best kept (default: 3)")
     parser.add_argument(
-        "--no-share-context", action="store_true", help="score whole context + ending rows (no KV cache)"
+        "--no-share-context", action="store_true", help="score whole context + ending rows (no packing)"
     )
     return parser.parse_args()
 
@@ -97,6 +97,34 @@ def baseline_scores(
         ending_chars=[[r.n_chars for r in rows] for rows in by_example],
         labels=[e["label"] for e in examples],
     )
+
+
+class MatmulWork:
+    """Counts the matmul FLOPs of the forward passes a model runs: 2 * body parameters per input
+    token (attention scores ignored: small at these lengths) plus 2 * n_embd * vocab per position
+    whose logits are computed. Shows how much of the speed-up arithmetic alone allows."""
+
+    def __init__(self, model: torch.nn.Module):
+        config = model.config
+        self.head = 2 * config.n_embd * config.vocab_size
+        embeddings = (config.vocab_size + config.n_positions) * config.n_embd
+        self.body = 2 * (sum(p.numel() for p in model.parameters()) - embeddings)
+        self.flops = 0.0
+        model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs["input_ids"]
+        keep = kwargs.get("logits_to_keep", 0)
+        if isinstance(keep, torch.Tensor):
+            kept = int(keep.sum()) if keep.dtype == torch.bool else keep.numel() * ids.shape[0]
+        else:
+            kept = ids.numel() if keep == 0 else keep * ids.shape[0]
+        self.flops += ids.numel() * self.body + kept * self.head
+
+    def measure(self, fn: Any) -> float:
+        self.flops = 0.0
+        fn()
+        return self.flops
 
 
 def timed(fn: Any) -> tuple[Any, float]:
@@ -175,6 +203,14 @@ def main() -> None:
     slow_s = min(slow_times)
     print(f"one example/pass:  {slow_s:8.2f} s  {len(examples) / slow_s:9.1f} examples/s  (runs: {_fmt(slow_times)})")
     print(f"speed-up: {slow_s / fast_s:.2f}x (best of {args.repeat})")
+    if not args.compile and hasattr(model.config, "n_embd"):
+        work = MatmulWork(model)
+        with autocast:
+            fast_flops, slow_flops = work.measure(run_batched), work.measure(run_baseline)
+        print(
+            f"matmul work: batched {fast_flops / 1e12:.2f} TFLOP, one example/pass {slow_flops / 1e12:.2f} TFLOP: "
+            f"the speed-up arithmetic allows is {slow_flops / fast_flops:.2f}x"
+        )
     diff = (torch.tensor(fast.ending_logprobs) - torch.tensor(slow.ending_logprobs)).abs().max().item()
     same = torch.tensor(fast.ending_logprobs).argmax(-1).equal(torch.tensor(slow.ending_logprobs).argmax(-1))
     print(f"max |score difference|: {diff:.2e}, same acc predictions: {same}")

@@ -142,7 +142,11 @@ def main() -> None:
             line += f"   MFU {median[name] * fpt / peak:.1%}"
         print(line)
     base, new = median.values()
-    print(f"ratio nanogpt2 / transformers: {new / base:.2f}x")
+    # Each round times both models back to back, so a per-round ratio cancels slow drifts of the machine.
+    paired = [n / b for b, n in zip(*rates.values(), strict=True)]
+    print("per-round ratios: " + " ".join(f"{r:.2f}" for r in paired))
+    print(f"ratio nanogpt2 / transformers: {new / base:.2f}x (median rates); "
+          f"{statistics.median(paired):.2f}x (median of per-round ratios)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Score every HellaSwag ending with a causal LM: many examples per forward pass, little padding.
 
 Examples are sorted by length and cut into batches of `batch_size` examples, each padded on the
-right to its longest sequence. A model that takes a transformers `cache` runs each example's
-context once and its endings on the cached keys/values (`hellaswag_shared_context`); otherwise
-each (context + ending) row is scored whole. With causal attention a right-padded row's real
-positions never see its padding, so each score equals the score of the sequence run alone.
+right to its longest sequence. A model that takes a 4D attention mask and position ids gets each
+example as one row, its context once and its endings packed after it (`hellaswag_packed`);
+otherwise each (context + ending) row is scored whole. Real positions never see padding, so each
+score equals the score of the context + ending sequence run alone.
 Batches are formed before they are shared among processes (batch k goes to process
 k % world_size), so every process count computes the very same batches and the gathered scores
 are identical to a single process's.
@@ -16,14 +16,14 @@ import contextlib
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .hellaswag_shared_context import context_length, score_examples_shared
+from .hellaswag_packed import context_length, pack_examples, packed_length, score_packed_rows, supports_packed_endings
 from .hellaswag_tokenize import EndingRequest, prefix_token_id, tokenize_requests
 
 
@@ -65,16 +65,14 @@ def score_hellaswag(
     several processes each process scores a disjoint share of the batches and the scores are summed
     across processes.
 
-    `share_context` runs each example's context once and its endings on the context's KV cache
-    (see `hellaswag_shared_context`); None uses it when the model takes a transformers `cache`.
+    `share_context` runs each example's context once, its endings packed after it under a 4D
+    attention mask (see `hellaswag_packed`); None uses it when the model is shown to honour such a
+    mask (a 4-token probe), True insists on it.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     max_length = _max_length(model)
     requests = tokenize_requests(examples, tokenizer, style=style, max_length=max_length)
-    if share_context is None:
-        share_context = supports_shared_context(model)
-    batches = plan_batches(requests, batch_size, share_context=share_context)
     n_endings = max((len(e["endings"]) for e in examples), default=1)
 
     rank, world_size = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
@@ -88,26 +86,24 @@ def score_hellaswag(
     model.eval()
     try:
         with torch.no_grad(), autocast:
+            if share_context is None:
+                share_context = supports_shared_context(model, device)
+            # Every process probes the same model the same way, so all of them plan the same batches.
+            batches = plan_batches(requests, batch_size, share_context=share_context)
             mode = logits_mode(model, device)
             my_batches = batches[rank::world_size]
             show = progress and rank == 0
-            for kind, batch in tqdm(my_batches, desc=f"HellaSwag ({style})", unit="batch", disable=not show):
-                rows = [requests[r] for r in batch]
-                if kind == "shared":
-                    per_example = [rows[k : k + n_endings] for k in range(0, len(rows), n_endings)]
-                    sums = torch.cat(
-                        score_examples_shared(
-                            model,
-                            per_example,
-                            pad_id=pad_id,
-                            device=device,
-                            max_length=max_length,
-                            positions_mode=mode == "positions",
-                        )
+            for batch in tqdm(my_batches, desc=f"HellaSwag ({style})", unit="batch", disable=not show):
+                rows = [requests[r] for r in batch.requests]
+                if batch.kind == "packed":
+                    examples_in_order = iter(rows[k : k + n_endings] for k in range(0, len(rows), n_endings))
+                    packed = [[next(examples_in_order) for _ in range(n)] for n in batch.examples_per_row]
+                    sums = score_packed_rows(
+                        model, packed, pad_id=pad_id, device=device, positions_mode=mode == "positions", extra=extra
                     )
                 else:
                     sums = _score_rows(model, rows, pad_id=pad_id, device=device, logits_mode=mode, extra=extra)
-                logprob_sums[torch.tensor(batch, device=device)] = sums
+                logprob_sums[torch.tensor(batch.requests, device=device)] = sums
     finally:
         model.train(was_training)
     if world_size > 1:
@@ -116,12 +112,22 @@ def score_hellaswag(
     return _collect(examples, requests, logprob_sums.cpu().tolist())
 
 
-def plan_batches(requests: list[EndingRequest], batch_size: int, *, share_context: bool) -> list[tuple[str, list[int]]]:
-    """Batches of request indices, each `("shared", rows of whole examples)` or `("rows", rows)`.
+class Batch(NamedTuple):
+    """One forward pass: "packed" (whole examples, `examples_per_row` of them in each packed row, the
+    requests in that order) or "rows" (each request a context + ending row of its own)."""
 
-    Longest first, so that padding is minimal within a batch and an out-of-memory error shows at
-    once. With `share_context`, examples whose endings share their context tokens form "shared"
-    batches of `batch_size` examples; the rest are "rows" batches of `batch_size * E` rows.
+    kind: str
+    requests: list[int]
+    examples_per_row: tuple[int, ...] = ()
+
+
+def plan_batches(requests: list[EndingRequest], batch_size: int, *, share_context: bool) -> list[Batch]:
+    """The forward passes that score `requests`, longest first (an out-of-memory error shows at once).
+
+    With `share_context`, examples whose endings share their context tokens are packed into rows as
+    long as the longest such example (`pack_examples`), and consecutive rows form a batch of at
+    least `batch_size` examples. The other requests form "rows" batches of `batch_size * E` rows,
+    sorted by length so that padding is minimal.
     """
     by_example: dict[int, list[int]] = {}
     for index, request in enumerate(requests):
@@ -137,22 +143,35 @@ def plan_batches(requests: list[EndingRequest], batch_size: int, *, share_contex
         else:
             plain_rows += rows
 
-    batches: list[tuple[str, list[int]]] = []
-    # Shared batches pad contexts to the batch's longest (endings are re-sorted inside the batch).
-    shared_examples.sort(key=lambda rows: (-context_length([requests[r] for r in rows]), rows[0]))
-    for k in range(0, len(shared_examples), batch_size):
-        batches.append(("shared", [r for rows in shared_examples[k : k + batch_size] for r in rows]))
+    batches: list[Batch] = []
+    lengths = [packed_length([requests[r] for r in rows]) for rows in shared_examples]
+    pending: list[list[int]] = []  # packed rows of the batch being formed, as example indices
+    for row in pack_examples(lengths, capacity=max(lengths, default=0)):
+        pending.append(row)
+        if sum(map(len, pending)) >= batch_size:
+            batches.append(_packed_batch(pending, shared_examples))
+            pending = []
+    if pending:
+        batches.append(_packed_batch(pending, shared_examples))
     plain_rows.sort(key=lambda r: (-len(requests[r].tokens), r))
     rows_per_batch = batch_size * n_endings
     for k in range(0, len(plain_rows), rows_per_batch):
-        batches.append(("rows", plain_rows[k : k + rows_per_batch]))
+        batches.append(Batch("rows", plain_rows[k : k + rows_per_batch]))
     return batches
 
 
-def supports_shared_context(model: torch.nn.Module) -> bool:
-    """Whether the model takes a transformers `cache` (and is not compiled, where the cache object
-    and the two differently shaped passes would cost recompilations)."""
-    return _unwrapped(model) is model and {"cache", "position_ids"} <= _forward_parameters(model)
+def _packed_batch(packed_rows: list[list[int]], examples: list[list[int]]) -> Batch:
+    requests = [r for row in packed_rows for example in row for r in examples[example]]
+    return Batch("packed", requests, tuple(len(row) for row in packed_rows))
+
+
+def supports_shared_context(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether each example's endings can be packed after its context: the model takes position ids
+    and honours a 4D attention mask (`supports_packed_endings`), and is not compiled (where each
+    batch's new mask shape would cost a recompilation)."""
+    if _unwrapped(model) is not model or "position_ids" not in _forward_parameters(model):
+        return False
+    return supports_packed_endings(model, device, _no_cache_kwargs(model))
 
 
 def _score_rows(

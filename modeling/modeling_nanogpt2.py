@@ -124,7 +124,18 @@ def _attention_mask(
     attention_mask: torch.Tensor | None, past_length: int, T: int, device: torch.device
 ) -> torch.Tensor | None:
     """Boolean SDPA mask (B, 1, T, S) from a 2D padding mask (B, S), or None when plain causal
-    attention is right (no padding, and no cached prefix unless a single token is being added)."""
+    attention is right (no padding, and no cached prefix unless a single token is being added).
+
+    A 4D mask (B or 1, 1, T, S) is taken as already prepared, as transformers models take it: boolean
+    (True = may attend) or additive float. It replaces the causal mask, so it can describe packed
+    sequences or several continuations of one shared prefix."""
+    if attention_mask is not None and attention_mask.dim() == 4:
+        if tuple(attention_mask.shape[-2:]) != (T, past_length + T) or attention_mask.shape[1] != 1:
+            raise ValueError(
+                f"a 4D attention_mask must have shape (batch, 1, {T}, {past_length + T}) for {T} new tokens "
+                f"after {past_length} cached ones, got {tuple(attention_mask.shape)}"
+            )
+        return attention_mask
     if attention_mask is None or bool(attention_mask.all()):
         if past_length == 0 or T == 1:
             return None
@@ -190,7 +201,10 @@ class NanoGPT2Model(NanoGPT2PreTrainedModel):
                 raise ValueError(f"sequence of {past_length + T} tokens is longer than n_positions={n_positions}")
             position_ids = torch.arange(past_length, past_length + T, device=x.device)[None]
         else:
-            if position_ids is None:
+            if position_ids is None and attention_mask.dim() == 4:
+                # A prepared 4D mask says nothing about positions: count on from the cache, as transformers does.
+                position_ids = torch.arange(past_length, past_length + T, device=x.device)[None]
+            elif position_ids is None:
                 # Left padding: a prompt's first real token is position 0, as if it were alone. Padding
                 # does not use up positions, so a padded batch may be longer than n_positions.
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]

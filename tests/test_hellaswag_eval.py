@@ -13,6 +13,7 @@ from nanogpt2.evaluation import (
     score_hellaswag,
     tokenize_requests,
 )
+from nanogpt2.evaluation.hellaswag_packed import pack_examples, packed_attention_mask, packed_length
 from nanogpt2.evaluation.hellaswag_scoring import logits_mode, plan_batches, supports_shared_context
 from nanogpt2.modeling import convert_from_hf_gpt2
 
@@ -55,14 +56,16 @@ def test_plan_batches_shares_contexts_and_falls_back_to_rows(fixture_setup):
     examples, tokenizer, _ = fixture_setup
     requests = tokenize_requests(examples, tokenizer, style="nanogpt", max_length=None)
     shared = plan_batches(requests, 5, share_context=True)
-    assert [kind for kind, _ in shared] == ["shared"] * 5
-    assert sorted(r for _, rows in shared for r in rows) == list(range(len(requests)))
+    assert {batch.kind for batch in shared} == {"packed"}
+    assert sorted(r for batch in shared for r in batch.requests) == list(range(len(requests)))
+    assert all(sum(batch.examples_per_row) * 4 == len(batch.requests) for batch in shared)
+    assert all(sum(batch.examples_per_row) >= 5 for batch in shared[:-1])
     rows_only = plan_batches(requests, 5, share_context=False)
-    assert [len(rows) for kind, rows in rows_only if kind == "rows"] == [20, 20, 20, 20, 16]
+    assert [len(batch.requests) for batch in rows_only if batch.kind == "rows"] == [20, 20, 20, 20, 16]
     # Context cut differently for each ending (left truncation): the example is scored row by row.
     cut = tokenize_requests(examples[:1], tokenizer, style="nanogpt", max_length=len(requests[0].tokens) - 2)
     assert len({r.n_ending_tokens for r in cut}) > 1
-    assert [kind for kind, _ in plan_batches(cut, 5, share_context=True)] == ["rows"]
+    assert [batch.kind for batch in plan_batches(cut, 5, share_context=True)] == ["rows"]
 
 
 def test_evaluate_returns_the_metric_of_the_scores(fixture_setup, fixture_plain):
@@ -97,17 +100,20 @@ def test_left_truncation_to_the_model_length():
     assert_same_scores(batched, plain_scores(model, tokenizer, examples, "nanogpt"))
 
 
-def test_shared_context_batch_longer_than_the_model_with_nanogpt2():
-    # No example is truncated, but a batch's widest context plus its widest ending exceed n_positions:
-    # the cached batch then holds more keys than the model has positions, which must still be exact.
+@pytest.mark.parametrize("convert", [False, True], ids=["transformers-gpt2", "nanogpt2"])
+def test_packed_rows_longer_than_the_model(convert):
+    # No example is truncated, but an example's context plus all its endings (one packed row) is longer
+    # than n_positions: the row holds more tokens than the model has positions, which must still be exact.
     examples = make_examples(12, seed=2)
     tokenizer = train_tiny_tokenizer(examples)
     requests = tokenize_requests(examples, tokenizer, style="nanogpt", max_length=None)
     n_positions = max(len(r.tokens) for r in requests) - 1
     ctx = [len(r.tokens) - r.n_ending_tokens for r in requests]
     assert max(ctx) + max(r.n_ending_tokens for r in requests) > n_positions
-    model = convert_from_hf_gpt2(tiny_gpt2(len(tokenizer), n_positions=n_positions))
-    assert supports_shared_context(model)
+    assert max(packed_length(requests[k : k + 4]) for k in range(0, len(requests), 4)) > n_positions
+    model = tiny_gpt2(len(tokenizer), n_positions=n_positions)
+    model = convert_from_hf_gpt2(model) if convert else model
+    assert supports_shared_context(model.eval(), torch.device("cpu"))
     batched = score_hellaswag(model, tokenizer, examples, style="nanogpt", batch_size=12, progress=False)
     assert_same_scores(batched, plain_scores(model, tokenizer, examples, "nanogpt"))
 
@@ -124,7 +130,7 @@ def test_model_without_logits_to_keep(fixture_setup, fixture_plain):
             return self.inner(input_ids=input_ids, attention_mask=attention_mask)
 
     assert logits_mode(PlainForward(model).eval(), torch.device("cpu")) == "all"
-    assert not supports_shared_context(PlainForward(model))
+    assert not supports_shared_context(PlainForward(model), torch.device("cpu"))
     batched = score_hellaswag(PlainForward(model), tokenizer, examples, batch_size=6, progress=False)
     assert_same_scores(batched, fixture_plain["nanogpt"])
 
@@ -205,8 +211,59 @@ def test_nanogpt2_model(fixture_setup):
     )
     model = modeling.NanoGPT2LMHeadModel(config).eval()
     assert logits_mode(model, torch.device("cpu")) == "positions"
-    assert supports_shared_context(model)
+    assert supports_shared_context(model, torch.device("cpu"))
     plain = plain_scores(model, tokenizer, examples, "nanogpt")
     for share_context in (True, False):
         batched = score_hellaswag(model, tokenizer, examples, batch_size=7, progress=False, share_context=share_context)
         assert_same_scores(batched, plain)
+
+
+def test_packed_mask_lets_endings_see_their_context_and_themselves_only():
+    # Example 0: context of 2, endings of 2 and 1 input tokens; example 1: context of 1, ending of 1; padding.
+    slots = torch.tensor([[0, 0, 0, 0, 0, 1, 1, -1]])
+    parts = torch.tensor([[0, 0, 1, 1, 2, 0, 1, 0]])
+    mask = packed_attention_mask(slots, parts)[0, 0].int()
+    assert mask.tolist() == [
+        [1, 0, 0, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 1, 0, 0, 0],  # ending 2 does not see ending 1
+        [0, 0, 0, 0, 0, 1, 0, 0],  # the next example sees nothing of the first
+        [0, 0, 0, 0, 0, 1, 1, 0],
+        [0, 0, 0, 0, 0, 0, 0, 1],  # padding sees itself only (never an empty row), its output is unused
+    ]
+
+
+def test_pack_examples_best_fit_decreasing():
+    rows = pack_examples([5, 9, 3, 7, 1, 10, 2], capacity=10)
+    assert rows == [[5], [1, 4], [3, 2], [0, 6]]  # 10 | 9 + 1 | 7 + 3 | 5 + 2: the tightest row that fits
+    assert sorted(i for row in rows for i in row) == list(range(7))
+    assert pack_examples([], capacity=0) == []
+    with pytest.raises(ValueError, match="does not fit"):
+        pack_examples([11], capacity=10)
+
+
+def test_packing_probe_rejects_models_that_ignore_the_mask_or_the_positions(fixture_setup):
+    _, _, model = fixture_setup
+    model.eval()
+    cpu = torch.device("cpu")
+
+    class DropsArgument(torch.nn.Module):  # takes the argument, then ignores it
+        def __init__(self, inner, dropped):
+            super().__init__()
+            self.inner, self.config, self.dropped = inner, inner.config, dropped
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=None):
+            kwargs = {"attention_mask": attention_mask, "position_ids": position_ids}
+            kwargs[self.dropped] = None
+            return self.inner(input_ids=input_ids, use_cache=use_cache, **kwargs)
+
+    assert supports_shared_context(DropsArgument(model, "nothing"), cpu)
+    assert not supports_shared_context(DropsArgument(model, "attention_mask"), cpu)
+    assert not supports_shared_context(DropsArgument(model, "position_ids"), cpu)
+    zero = convert_from_hf_gpt2(model).eval()
+    torch.nn.init.zeros_(zero.transformer.wpe.weight)  # positions do not matter: the probe cannot tell
+    with torch.no_grad():
+        zero.transformer.wte.weight.zero_()
+    assert not supports_shared_context(zero, cpu)

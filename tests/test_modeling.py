@@ -183,6 +183,29 @@ def test_left_padded_batch_generates_like_each_prompt_alone():
             assert (padded_logits[i, width - len(p):] - alone).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("mask_kind", ["bool", "additive"])
+def test_4d_mask_packs_sequences_like_transformers_gpt2(mask_kind):
+    # Two sequences in one row, each seeing only itself, positions restarting: each must give the
+    # logits it gives alone, and transformers' GPT-2 must agree on the same packed input.
+    hf = hf_gpt2(**SMALL_CONFIGS[1])
+    model = convert_from_hf_gpt2(hf).eval()
+    a, b = torch.randint(0, 300, (5,)), torch.randint(0, 300, (7,))
+    ids = torch.cat([a, b])[None]  # (1, 12)
+    positions = torch.cat([torch.arange(5), torch.arange(7)])[None]
+    doc = torch.tensor([0] * 5 + [1] * 7)
+    allowed = (doc[:, None] == doc[None, :]) & torch.ones(12, 12, dtype=torch.bool).tril()  # (T, T)
+    mask = allowed if mask_kind == "bool" else torch.zeros(12, 12).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    mask = mask[None, None]  # (1, 1, T, T)
+    with torch.no_grad():
+        packed = model(ids, attention_mask=mask, position_ids=positions).logits[0]
+        reference = hf(ids, attention_mask=mask, position_ids=positions).logits[0]
+        assert (packed[:5] - model(a[None]).logits[0]).abs().max() < 1e-5
+        assert (packed[5:] - model(b[None]).logits[0]).abs().max() < 1e-5
+        assert (packed - reference).abs().max() < 1e-5
+        with pytest.raises(ValueError, match=r"4D attention_mask must have shape \(batch, 1, 12, 12\)"):
+            model(ids, attention_mask=mask[..., :11], position_ids=positions)
+
+
 FRESH_PROCESS_LOAD = textwrap.dedent(
     """
     import json, sys, torch
