@@ -88,7 +88,10 @@ def score_hellaswag(
         with torch.no_grad(), autocast:
             if share_context is None:
                 share_context = supports_shared_context(model, device)
-            # Every process probes the same model the same way, so all of them plan the same batches.
+                if world_size > 1:
+                    # All processes must plan the same batches: pack only where every probe agreed.
+                    votes = accelerator.reduce(torch.tensor([int(share_context)], device=device), reduction="sum")
+                    share_context = int(votes.item()) == world_size
             batches = plan_batches(requests, batch_size, share_context=share_context)
             mode = logits_mode(model, device)
             my_batches = batches[rank::world_size]
