@@ -1,10 +1,11 @@
 """Score every HellaSwag ending with a causal LM: many examples per forward pass, little padding.
 
-Examples are sorted by length and cut into batches of `batch_size` examples, each padded on the
-right to its longest sequence. A model that takes a 4D attention mask and position ids gets each
-example as one row, its context once and its endings packed after it (`hellaswag_packed`);
-otherwise each (context + ending) row is scored whole. Real positions never see padding, so each
-score equals the score of the context + ending sequence run alone.
+A model that takes a 4D attention mask and position ids gets the examples packed: each example's
+context once with its endings after it, several examples to a row (`hellaswag_packed`), batches of
+at least `batch_size` examples. Otherwise each (context + ending) row is scored whole: rows sorted
+by length, `batch_size` examples' worth per batch, padded on the right to the longest. Real
+positions never see padding, so each score equals the score of the context + ending sequence run
+alone.
 Batches are formed before they are shared among processes (batch k goes to process
 k % world_size), so every process count computes the very same batches and the gathered scores
 are identical to a single process's.
