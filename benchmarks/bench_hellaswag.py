@@ -9,9 +9,9 @@ The baseline is the straightforward loop (build-nanogpt's): for each example, it
 context + ending rows padded to the longest, one forward pass, log-softmax over all positions.
 Both paths start from the same examples and tokenizer and include tokenization. Afterwards the
 matmul FLOPs of both paths are counted: their ratio is the speed-up that arithmetic alone allows.
-The model is a
-random-init `NanoGPT2LMHeadModel` (or `--model DIR`); the data is HellaSwag validation from
-`--data` (default: ../shared/hellaswag/hellaswag_val_1000.jsonl when present, else the Hub).
+The model is a random-init `NanoGPT2LMHeadModel` (or `--model DIR`); the data is HellaSwag
+validation from `--data` (default: ../shared/hellaswag/hellaswag_val_1000.jsonl when present, else
+the Hub).
 """
 
 from __future__ import annotations
