@@ -23,11 +23,13 @@ import platform
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
 from nanogpt2.evaluation import HellaSwagScores, load_hellaswag, score_hellaswag, tokenize_requests
+from nanogpt2.evaluation.token_logprobs import OutputLayer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SIZES = {  # n_layer, n_embd, n_head
@@ -104,28 +106,34 @@ def baseline_scores(
 class MatmulWork:
     """Counts the matmul FLOPs of the forward passes a model runs: 2 * body parameters per input
     token (attention scores ignored: small at these lengths) plus 2 * n_embd * vocab per position
-    whose logits are computed. Shows how much of the speed-up arithmetic alone allows."""
+    whose logits are computed, by the model's output layer or by `OutputLayer`'s tiles. Shows how
+    much of the speed-up arithmetic alone allows."""
 
     def __init__(self, model: torch.nn.Module):
         config = model.config
-        self.head = 2 * config.n_embd * config.vocab_size
         embeddings = (config.vocab_size + config.n_positions) * config.n_embd
         self.body = 2 * (sum(p.numel() for p in model.parameters()) - embeddings)
         self.flops = 0.0
-        model.register_forward_pre_hook(self._count, with_kwargs=True)
+        model.base_model.register_forward_pre_hook(self._count_body, with_kwargs=True)
+        model.get_output_embeddings().register_forward_hook(self._count_head)
 
-    def _count(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        ids = kwargs["input_ids"]
-        keep = kwargs.get("logits_to_keep", 0)
-        if isinstance(keep, torch.Tensor):
-            kept = int(keep.sum()) if keep.dtype == torch.bool else keep.numel() * ids.shape[0]
-        else:
-            kept = ids.numel() if keep == 0 else keep * ids.shape[0]
-        self.flops += ids.numel() * self.body + kept * self.head
+    def _count_body(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        self.flops += kwargs["input_ids"].numel() * self.body
+
+    def _count_head(self, module: torch.nn.Linear, args: tuple, output: torch.Tensor) -> None:
+        self.flops += 2 * args[0].numel() * module.out_features  # positions * n_embd * vocab * 2
+
+    def _counted_normaliser(self, original: Any) -> Any:
+        def normaliser(layer: OutputLayer, hidden: torch.Tensor, weight: torch.Tensor, bias: Any) -> torch.Tensor:
+            self.flops += 2 * hidden.numel() * weight.shape[0]
+            return original(layer, hidden, weight, bias)
+
+        return normaliser
 
     def measure(self, fn: Any) -> float:
         self.flops = 0.0
-        fn()
+        with mock.patch.object(OutputLayer, "_log_normaliser", self._counted_normaliser(OutputLayer._log_normaliser)):
+            fn()
         return self.flops
 
 

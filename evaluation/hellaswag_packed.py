@@ -13,8 +13,9 @@ has in the plain context + ending row, while the rows hold the fewest tokens tha
 scores: each context once, and no ending's last token (its output predicts nothing that is scored).
 
 Scored outputs: the context's last position predicts the first token of every ending (one output,
-E targets), and each ending position predicts the next token of its ending. Logits are asked only
-at those positions (`logits_to_keep` as a boolean mask) when the model supports it.
+E targets), and each ending position predicts the next token of its ending. The output layer runs
+only at those positions: through `token_logprobs.OutputLayer` where the model splits into body and
+output layer, else by asking for their logits (`logits_to_keep` as a boolean mask).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from .hellaswag_tokenize import EndingRequest
+from .token_logprobs import OutputLayer
 
 PAD = -1  # example slot of padding
 
@@ -89,9 +91,11 @@ def score_packed_rows(
     device: torch.device,
     positions_mode: bool,
     extra: dict[str, Any],
+    output_layer: OutputLayer | None = None,
 ) -> torch.Tensor:
     """Summed log-probability of every ending, float64 (n_examples * E,) in the order of the
-    examples in `rows` (each row: the examples packed in it, each example: its E requests)."""
+    examples in `rows` (each row: the examples packed in it, each example: its E requests).
+    With `output_layer` the model's body and output layer run apart (`token_logprobs`)."""
     width = max(sum(packed_length(example) for example in row) for row in rows)  # T
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     slots = np.full((len(rows), width), PAD, dtype=np.int64)
@@ -126,24 +130,28 @@ def score_packed_rows(
     keep = np.zeros((len(rows), width), dtype=bool)  # (B, T): positions whose output is scored
     keep[query_b, query_t] = True
     keep_t = torch.from_numpy(keep).to(device)
-    kwargs: dict[str, Any] = {"logits_to_keep": keep_t} if positions_mode else {}
-    mask = packed_attention_mask(torch.from_numpy(slots).to(device), torch.from_numpy(parts).to(device))
-    out = model(
-        input_ids=torch.from_numpy(ids).to(device),
-        attention_mask=mask,
-        position_ids=torch.from_numpy(positions).to(device),
-        **kwargs,
-        **extra,
-    )
-    logits = out.logits if positions_mode else out.logits[keep_t]  # (N, vocab): kept positions, row-major
-    # log p(target) = logit(target) - logsumexp(logits), the normaliser over row chunks. On a CPU a
-    # chunk of 8 rows (1.6 MB at GPT-2's vocabulary) stays in cache through logsumexp's passes and its
-    # temporaries are reused, not faulted in afresh: 1.5x faster than 64 rows, 4x faster than all at once.
-    rows_per_chunk = 8 if logits.device.type == "cpu" else 1024
-    normaliser = torch.cat([torch.logsumexp(c.float(), dim=-1) for c in logits.split(rows_per_chunk)])  # (N,)
-    kept_index = np.cumsum(keep.reshape(-1)) - 1  # (b, t) -> index among kept positions
+    kept_index = np.cumsum(keep.reshape(-1)) - 1  # (b, t) -> index among kept positions, row-major
     picked_rows = torch.from_numpy(kept_index[np.asarray(query_b) * width + np.asarray(query_t)]).to(device)  # (M,)
-    picked = logits[picked_rows, torch.tensor(targets, device=device)].float() - normaliser[picked_rows]  # (M,)
+    target_ids = torch.tensor(targets, device=device)  # (M,)
+    inputs = {
+        "input_ids": torch.from_numpy(ids).to(device),
+        "attention_mask": packed_attention_mask(torch.from_numpy(slots).to(device), torch.from_numpy(parts).to(device)),
+        "position_ids": torch.from_numpy(positions).to(device),
+        **extra,
+    }
+    if output_layer is not None:
+        hidden = output_layer.hidden_states(**inputs)[keep_t]  # (N, C): kept positions
+        picked = output_layer.token_logprobs(hidden, picked_rows, target_ids)  # (M,)
+    else:
+        out = model(**inputs, **({"logits_to_keep": keep_t} if positions_mode else {}))
+        logits = out.logits if positions_mode else out.logits[keep_t]  # (N, vocab): kept positions
+        # log p(target) = logit(target) - logsumexp(logits), the normaliser over row chunks. On a CPU a
+        # chunk of 8 rows (1.6 MB at GPT-2's vocabulary) stays in cache through logsumexp's passes and
+        # its temporaries are reused, not faulted in afresh: 1.5x faster than 64 rows, 4x faster than
+        # all at once.
+        rows_per_chunk = 8 if logits.device.type == "cpu" else 1024
+        normaliser = torch.cat([torch.logsumexp(c.float(), dim=-1) for c in logits.split(rows_per_chunk)])  # (N,)
+        picked = logits[picked_rows, target_ids].float() - normaliser[picked_rows]  # (M,)
     sums = torch.zeros(n_requests, dtype=torch.float64, device=device)
     return sums.index_add_(0, torch.tensor(owners, device=device), picked.double())
 

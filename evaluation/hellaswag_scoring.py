@@ -2,10 +2,11 @@
 
 A model that takes a 4D attention mask and position ids gets the examples packed: each example's
 context once with its endings after it, several examples to a row (`hellaswag_packed`), batches of
-at least `batch_size` examples. Otherwise each (context + ending) row is scored whole: rows sorted
-by length, `batch_size` examples' worth per batch, padded on the right to the longest. Real
-positions never see padding, so each score equals the score of the context + ending sequence run
-alone.
+at least `batch_size` examples, and the output layer applied in tiles apart from the body where
+that reproduces the model's logits (`token_logprobs`). Otherwise each (context + ending) row is
+scored whole: rows sorted by length, `batch_size` examples' worth per batch, padded on the right to
+the longest. Real positions never see padding, so each score equals the score of the context +
+ending sequence run alone.
 Batches are formed before they are shared among processes (batch k goes to process
 k % world_size), so every process count computes the very same batches and the gathered scores
 are identical to a single process's.
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .hellaswag_packed import context_length, pack_examples, packed_length, score_packed_rows, supports_packed_endings
 from .hellaswag_tokenize import EndingRequest, prefix_token_id, tokenize_requests
+from .token_logprobs import OutputLayer
 
 
 @dataclass
@@ -95,6 +97,8 @@ def score_hellaswag(
                     share_context = int(votes.item()) == world_size
             batches = plan_batches(requests, batch_size, share_context=share_context)
             mode = logits_mode(model, device)
+            # Body and output layer apart (no (N, vocab) logits stored) where that reproduces the model.
+            output_layer = OutputLayer.of(model, device, extra) if share_context else None
             my_batches = batches[rank::world_size]
             show = progress and rank == 0
             for batch in tqdm(my_batches, desc=f"HellaSwag ({style})", unit="batch", disable=not show):
@@ -103,7 +107,13 @@ def score_hellaswag(
                     examples_in_order = iter(rows[k : k + n_endings] for k in range(0, len(rows), n_endings))
                     packed = [[next(examples_in_order) for _ in range(n)] for n in batch.examples_per_row]
                     sums = score_packed_rows(
-                        model, packed, pad_id=pad_id, device=device, positions_mode=mode == "positions", extra=extra
+                        model,
+                        packed,
+                        pad_id=pad_id,
+                        device=device,
+                        positions_mode=mode == "positions",
+                        extra=extra,
+                        output_layer=output_layer,
                     )
                 else:
                     sums = _score_rows(model, rows, pad_id=pad_id, device=device, logits_mode=mode, extra=extra)
