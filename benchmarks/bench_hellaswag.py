@@ -8,7 +8,8 @@
 The baseline is the straightforward loop (build-nanogpt's): for each example, its four
 context + ending rows padded to the longest, one forward pass, log-softmax over all positions.
 Both paths start from the same examples and tokenizer and include tokenization. Afterwards the
-matmul FLOPs of both paths are counted: their ratio is the speed-up that arithmetic alone allows.
+matmul FLOPs of both paths are counted: their ratio is the speed-up that arithmetic alone allows,
+and each path's FLOP rate is printed beside that of one large matmul on the same device.
 The model is a random-init `NanoGPT2LMHeadModel` (or `--model DIR`); the data is HellaSwag
 validation from `--data` (default: ../shared/hellaswag/hellaswag_val_1000.jsonl when present, else
 the Hub).
@@ -137,6 +138,14 @@ class MatmulWork:
         return self.flops
 
 
+def matmul_rate(device: torch.device, repeat: int = 5) -> float:
+    """FLOP/s of a large fp32 matmul (a 124M MLP's shape at 4096 tokens): the rate to compare with."""
+    a, b = torch.randn(4096, 768, device=device), torch.randn(768, 3072, device=device)
+    a @ b  # warm-up
+    seconds = min(timed(lambda: a @ b)[1] for _ in range(repeat))
+    return 2 * 4096 * 768 * 3072 / seconds
+
+
 def timed(fn: Any) -> tuple[Any, float]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -220,6 +229,12 @@ def main() -> None:
         print(
             f"matmul work: batched {fast_flops / 1e12:.2f} TFLOP, one example/pass {slow_flops / 1e12:.2f} TFLOP: "
             f"the speed-up arithmetic allows is {slow_flops / fast_flops:.2f}x"
+        )
+        peak = matmul_rate(device)
+        print(
+            f"matmul rate: batched {fast_flops / fast_s / 1e9:.0f} GFLOP/s, one example/pass "
+            f"{slow_flops / slow_s / 1e9:.0f} GFLOP/s; a large matmul (4096 x 768 x 3072) on this device "
+            f"{peak / 1e9:.0f} GFLOP/s"
         )
     diff = (torch.tensor(fast.ending_logprobs) - torch.tensor(slow.ending_logprobs)).abs().max().item()
     same = torch.tensor(fast.ending_logprobs).argmax(-1).equal(torch.tensor(slow.ending_logprobs).argmax(-1))
