@@ -53,6 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for the batched path")
     parser.add_argument("--skip-baseline", action="store_true", help="time only the batched evaluator")
+    parser.add_argument("--profile", action="store_true", help="also print the batched path's top operators")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each path, best kept (default: 3)")
     parser.add_argument(
         "--no-share-context", action="store_true", help="score whole context + ending rows (no packing)"
@@ -217,6 +218,10 @@ def main() -> None:
                 slow_times.append(seconds)
     fast_s = min(fast_times)
     print(f"batched evaluator: {fast_s:8.2f} s  {len(examples) / fast_s:9.1f} examples/s  (runs: {_fmt(fast_times)})")
+    if args.profile:
+        with autocast, torch.profiler.profile() as profile:
+            run_batched()
+        print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
     if args.skip_baseline:
         return
     slow_s = min(slow_times)

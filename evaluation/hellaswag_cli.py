@@ -29,12 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", help="HellaSwag jsonl in the original format (default: Rowan/hellaswag validation)")
     parser.add_argument("--style", choices=STYLES, default="nanogpt", help="prompt style (default: nanogpt)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N examples")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=32,
-        help="examples per forward pass (default: 32; on a CPU fewer where a pass would exceed its token limit)",
-    )
+    parser.add_argument("--batch-size", type=int, default=32, help="examples per forward pass (default: 32)")
     parser.add_argument("--output", type=Path, help="write the metrics as JSON to this file")
     parser.add_argument(
         "--mixed-precision", choices=("no", "bf16", "fp16"), default="no", help="autocast dtype (default: fp32)"

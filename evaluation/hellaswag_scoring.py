@@ -68,9 +68,6 @@ def score_hellaswag(
     several processes each process scores a disjoint share of the batches and the scores are summed
     across processes.
 
-    `batch_size` is the number of examples per forward pass; on a CPU a packed pass holds fewer where
-    it would exceed `cpu_tokens_per_pass` tokens.
-
     `share_context` runs each example's context once, its endings packed after it under a 4D
     attention mask (see `hellaswag_packed`); None uses it when the model is shown to honour such a
     mask (a 4-token probe), True insists on it.
@@ -98,8 +95,7 @@ def score_hellaswag(
                     # All processes must plan the same batches: pack only where every probe agreed.
                     votes = accelerator.reduce(torch.tensor([int(share_context)], device=device), reduction="sum")
                     share_context = int(votes.item()) == world_size
-            max_tokens = cpu_tokens_per_pass(model) if device.type == "cpu" else None
-            batches = plan_batches(requests, batch_size, share_context=share_context, max_tokens=max_tokens)
+            batches = plan_batches(requests, batch_size, share_context=share_context)
             mode = logits_mode(model, device)
             # Body and output layer apart (no (N, vocab) logits stored) where that reproduces the model.
             output_layer = OutputLayer.of(model, device, extra) if share_context else None
@@ -139,16 +135,13 @@ class Batch(NamedTuple):
     examples_per_row: tuple[int, ...] = ()
 
 
-def plan_batches(
-    requests: list[EndingRequest], batch_size: int, *, share_context: bool, max_tokens: int | None = None
-) -> list[Batch]:
+def plan_batches(requests: list[EndingRequest], batch_size: int, *, share_context: bool) -> list[Batch]:
     """The forward passes that score `requests`, longest first (an out-of-memory error shows at once).
 
     With `share_context`, examples whose endings share their context tokens are packed into rows as
     long as the longest such example (`pack_examples`), and consecutive rows form a batch of at
-    least `batch_size` examples, or fewer where more rows would exceed `max_tokens` (a batch holds
-    at least one row). The other requests form "rows" batches of `batch_size * E` rows, sorted by
-    length so that padding is minimal.
+    least `batch_size` examples. The other requests form "rows" batches of `batch_size * E` rows,
+    sorted by length so that padding is minimal.
     """
     by_example: dict[int, list[int]] = {}
     for index, request in enumerate(requests):
@@ -167,11 +160,7 @@ def plan_batches(
     batches: list[Batch] = []
     lengths = [packed_length([requests[r] for r in rows]) for rows in shared_examples]
     pending: list[list[int]] = []  # packed rows of the batch being formed, as example indices
-    capacity = max(lengths, default=0)
-    for row in pack_examples(lengths, capacity=capacity):
-        if pending and max_tokens is not None and (len(pending) + 1) * capacity > max_tokens:
-            batches.append(_packed_batch(pending, shared_examples))
-            pending = []
+    for row in pack_examples(lengths, capacity=max(lengths, default=0)):
         pending.append(row)
         if sum(map(len, pending)) >= batch_size:
             batches.append(_packed_batch(pending, shared_examples))
@@ -188,20 +177,6 @@ def plan_batches(
 def _packed_batch(packed_rows: list[list[int]], examples: list[list[int]]) -> Batch:
     requests = [r for row in packed_rows for example in row for r in examples[example]]
     return Batch("packed", requests, tuple(len(row) for row in packed_rows))
-
-
-def cpu_tokens_per_pass(model: torch.nn.Module) -> int | None:
-    """The most tokens a packed forward pass should hold on a CPU, from the model's config (None when
-    it does not say): enough that its largest activation, the MLP's (tokens, inner width) fp32, stays
-    under 32 MiB, the largest block glibc's allocator serves again from its heap. Larger blocks are
-    mapped afresh from the OS at every allocation, their pages faulted in and zeroed: GPT-2 124M at
-    32 examples per pass (about 2,800 tokens, 34 MB) scored 1.2x slower than in passes under the
-    limit (2,730 tokens at GPT-2 124M's width), which costs nothing else."""
-    config = getattr(_unwrapped(model), "config", None)
-    width = getattr(config, "n_embd", None) or getattr(config, "hidden_size", None)
-    inner = getattr(config, "n_inner", None) or getattr(config, "intermediate_size", None)
-    inner = inner or (4 * width if isinstance(width, int) else None)
-    return (32 << 20) // (4 * inner) if isinstance(inner, int) and inner > 0 else None
 
 
 def supports_shared_context(model: torch.nn.Module, device: torch.device) -> bool:

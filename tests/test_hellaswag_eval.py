@@ -68,44 +68,6 @@ def test_plan_batches_shares_contexts_and_falls_back_to_rows(fixture_setup):
     assert [batch.kind for batch in plan_batches(cut, 5, share_context=True)] == ["rows"]
 
 
-def test_plan_batches_keeps_packed_passes_under_a_token_budget(fixture_setup):
-    examples, tokenizer, _ = fixture_setup
-    requests = tokenize_requests(examples, tokenizer, style="nanogpt", max_length=None)
-    capacity = max(packed_length(requests[k : k + 4]) for k in range(0, len(requests), 4))
-    unlimited = plan_batches(requests, 12, share_context=True)
-    budget = 3 * capacity + 1  # room for 3 full rows
-    limited = plan_batches(requests, 12, share_context=True, max_tokens=budget)
-    assert max(len(batch.examples_per_row) for batch in unlimited) > 3  # the budget binds
-    assert max(len(batch.examples_per_row) for batch in limited) == 3
-    assert sorted(r for batch in limited for r in batch.requests) == list(range(len(requests)))
-    # A budget below one row still makes progress: one row per pass.
-    tiny_budget = plan_batches(requests, 12, share_context=True, max_tokens=1)
-    assert {len(batch.examples_per_row) for batch in tiny_budget} == {1}
-
-
-def test_cpu_tokens_per_pass_from_the_models_inner_width(fixture_setup, fixture_plain, monkeypatch):
-    from nanogpt2.evaluation import hellaswag_scoring
-    from nanogpt2.modeling import NanoGPT2Config, NanoGPT2LMHeadModel
-
-    examples, tokenizer, model = fixture_setup
-    assert hellaswag_scoring.cpu_tokens_per_pass(model) == (32 << 20) // (4 * 4 * 48)  # n_inner unset: 4 x n_embd
-    gpt2_124m = NanoGPT2LMHeadModel(NanoGPT2Config(n_layer=1, n_embd=768, n_head=12))
-    assert hellaswag_scoring.cpu_tokens_per_pass(gpt2_124m) == 2730  # (2730, 3072) fp32 is just under 32 MiB
-    assert hellaswag_scoring.cpu_tokens_per_pass(torch.nn.Linear(2, 2)) is None  # no config: no limit
-    # Scores do not depend on how the packed rows are split into passes.
-    passes = []
-    monkeypatch.setattr(hellaswag_scoring, "cpu_tokens_per_pass", lambda model: 40)
-    original = hellaswag_scoring.score_packed_rows
-    monkeypatch.setattr(
-        hellaswag_scoring,
-        "score_packed_rows",
-        lambda model, rows, **kw: passes.append(len(rows)) or original(model, rows, **kw),
-    )
-    batched = score_hellaswag(model, tokenizer, examples, batch_size=64, progress=False)
-    assert len(passes) > 1 and max(passes) <= 2  # rows of ~20-30 tokens: at most 2 per pass of 40
-    assert_same_scores(batched, fixture_plain["nanogpt"])
-
-
 def test_evaluate_returns_the_metric_of_the_scores(fixture_setup, fixture_plain):
     examples, tokenizer, model = fixture_setup
     result = evaluate_hellaswag(model, tokenizer, examples, style="lm-eval", batch_size=8, progress=False)
