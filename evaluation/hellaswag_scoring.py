@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .hellaswag_packed import context_length, pack_examples, packed_length, score_packed_rows, supports_packed_endings
 from .hellaswag_tokenize import EndingRequest, prefix_token_id, tokenize_requests
-from .token_logprobs import OutputLayer
+from .token_logprobs import OutputLayer, output_tensor
 
 
 @dataclass
@@ -216,7 +216,7 @@ def _score_rows(
     if logits_mode == "positions":
         # lm_head only at the scored positions: logits come back flattened to (N, vocab), row-major.
         keep = torch.from_numpy(scored).to(device)  # (R, T)
-        picked = _logits(model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **extra))
+        picked = output_tensor(model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, **extra))
         picked_targets = torch.from_numpy(targets[scored]).to(device)  # (N,)
         row_of_position = torch.from_numpy(np.nonzero(scored)[0]).to(device)  # (N,)
     else:
@@ -226,7 +226,7 @@ def _score_rows(
         n_keep = width - first_scored
         if logits_mode == "last":
             extra = {**extra, "logits_to_keep": n_keep}
-        logits = _logits(model(input_ids=ids, attention_mask=mask, **extra))
+        logits = output_tensor(model(input_ids=ids, attention_mask=mask, **extra))
         logits = logits[:, -n_keep:]  # (R, K, vocab); a no-op when the model honoured logits_to_keep
         keep = torch.from_numpy(scored[:, first_scored:]).to(device)  # (R, K)
         picked = logits[keep]  # (N, vocab): N scored positions over all rows
@@ -235,10 +235,6 @@ def _score_rows(
     token_logprobs = -F.cross_entropy(picked.float(), picked_targets, reduction="none")  # (N,)
     sums = torch.zeros(n_rows, dtype=torch.float64, device=device)
     return sums.index_add_(0, row_of_position, token_logprobs.double())
-
-
-def _logits(output: Any) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else output[0]
 
 
 def logits_mode(model: torch.nn.Module, device: torch.device) -> str:
@@ -260,8 +256,8 @@ def logits_mode(model: torch.nn.Module, device: torch.device) -> str:
     probe = torch.tensor([[0, 1, 2]], device=device)
     keep = torch.tensor([[False, True, True]], device=device)
     try:
-        full = _logits(model(input_ids=probe, **extra))  # (1, 3, vocab)
-        picked = _logits(model(input_ids=probe, logits_to_keep=keep, **extra))
+        full = output_tensor(model(input_ids=probe, **extra))  # (1, 3, vocab)
+        picked = output_tensor(model(input_ids=probe, logits_to_keep=keep, **extra))
     except (IndexError, RuntimeError, TypeError, ValueError):
         return "last"
     same = picked.shape == full[0, 1:].shape and torch.allclose(

@@ -48,8 +48,8 @@ class OutputLayer:
             return None
         probe = torch.tensor([[1, 2, 3]], device=device)
         try:
-            want = _first(model(input_ids=probe, **extra)).float()  # (1, 3, V_padded)
-            hidden = _first(body(input_ids=probe, **extra))  # (1, 3, C)
+            want = output_tensor(model(input_ids=probe, **extra)).float()  # (1, 3, V_padded)
+            hidden = output_tensor(body(input_ids=probe, **extra))  # (1, 3, C)
             got = F.linear(hidden, head.weight, head.bias).float()
         except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
             return None
@@ -71,7 +71,7 @@ class OutputLayer:
 
     def hidden_states(self, **inputs: Any) -> torch.Tensor:
         """The body's final hidden states (B, T, C) for the model's usual keyword inputs."""
-        return _first(self.body(**inputs))
+        return output_tensor(self.body(**inputs))
 
     def token_logprobs(self, hidden: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(targets[i] | position rows[i]), float32 (M,), from `hidden` (N, C) of N positions."""
@@ -111,8 +111,9 @@ class OutputLayer:
         return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def _first(output: Any) -> torch.Tensor:
-    """The logits / last hidden state of a model output (a ModelOutput or a tuple)."""
+def output_tensor(output: Any) -> torch.Tensor:
+    """The logits of a causal LM's output, or the last hidden state of a body's (a ModelOutput or a
+    tuple: its first element)."""
     for name in ("logits", "last_hidden_state"):
         if hasattr(output, name):
             return getattr(output, name)
