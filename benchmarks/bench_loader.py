@@ -49,7 +49,8 @@ def write_datasets(root: Path, megabytes: float) -> Path:
     import pyarrow as pa
     from datasets import Dataset, Features, List, Value
 
-    from nanogpt2.data.meta import FORMAT, FORMAT_VERSION, write_json_atomic
+    from nanogpt2.data.meta import FORMAT, FORMAT_VERSION
+    from nanogpt2.utils import write_json
 
     datasets.disable_progress_bars()
     folder = root / f"tokens-{megabytes:g}mb"
@@ -65,7 +66,7 @@ def write_datasets(root: Path, megabytes: float) -> Path:
     num_shards = max(1, -(-total // BASELINE_SHARD_TOKENS))
     dataset.save_to_disk(str(folder / "train"), num_shards=num_shards)
     dataset.select(range(10)).save_to_disk(str(folder / "val"))
-    write_json_atomic(folder / "meta.json", {
+    write_json(folder / "meta.json", {
         "format": FORMAT, "format_version": FORMAT_VERSION, "complete": True, "tokenizer_hash": "synthetic",
         "eot_id": 50256, "dtype": "uint16", "splits": {"train": split, "val": {"tokens": int(offsets[10])}},
     })

@@ -33,13 +33,14 @@ import torch
 from datasets import load_from_disk
 from transformers import PreTrainedTokenizerBase
 
+from ..utils import InputError
 from .meta import load_meta
 from .tokenization import load_tokenizer, tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-_PERMUTATION_WINDOW = 1024  # shuffled positions evaluated at once (~1 ms)
+_PERMUTATION_WINDOW = 1024  # shuffled positions evaluated at once (see _shuffled_blocks)
 
 
 class BlockPermutation:
@@ -117,11 +118,11 @@ class TokenLoader:
         self.data_dir = Path(data_dir)
         self._meta = load_meta(self.data_dir)
         if split not in self._meta["splits"]:
-            raise ValueError(f"{self.data_dir} has no split {split!r} (splits: {', '.join(self._meta['splits'])})")
+            raise InputError(f"{self.data_dir} has no split {split!r} (splits: {', '.join(self._meta['splits'])})")
         if tokenizer is not None:
             expected = tokenizer_fingerprint(load_tokenizer(tokenizer))
             if expected != self._meta["tokenizer_hash"]:
-                raise ValueError(
+                raise InputError(
                     f"{self.data_dir} was tokenized with another tokenizer ({self._meta.get('tokenizer_name')!r}, "
                     f"hash {self._meta['tokenizer_hash'][:12]}) than this run's "
                     f"({getattr(tokenizer, 'name_or_path', tokenizer)!r}, hash {expected[:12]}); "
@@ -138,7 +139,7 @@ class TokenLoader:
         self._chunk_starts = np.cumsum([0] + [len(view) for view in self._chunks], dtype=np.int64)
         self.num_tokens = int(self._chunk_starts[-1])
         if self.num_tokens != self._meta["splits"][split]["tokens"]:
-            raise ValueError(
+            raise InputError(
                 f"{self.data_dir / split} holds {self.num_tokens} tokens but meta.json says "
                 f"{self._meta['splits'][split]['tokens']}; the folder is damaged, prepare it again"
             )
@@ -146,7 +147,7 @@ class TokenLoader:
         self._rows_per_step = batch_size * world_size
         self.steps_per_epoch = self._num_blocks // self._rows_per_step
         if self.steps_per_epoch == 0:
-            raise ValueError(
+            raise InputError(
                 f"split {split!r} of {self.data_dir} has {self.num_tokens:,} tokens, fewer than one global batch "
                 f"(batch_size {batch_size} x seq_len {seq_len} x world_size {world_size} + 1)"
             )
@@ -207,7 +208,7 @@ class TokenLoader:
                    if state.get(key) != mine[key]]
         if differs:
             details = ", ".join(f"{key}: saved {state.get(key)!r}, now {mine[key]!r}" for key in differs)
-            raise ValueError(f"cannot resume: the saved loader state is for a different token stream ({details})")
+            raise InputError(f"cannot resume: the saved loader state is for a different token stream ({details})")
         epoch, position = int(state["epoch"]), int(state["position"])
         if epoch < 0 or position < 0 or position % self.seq_len:
             raise ValueError(f"invalid loader position: epoch {epoch}, token offset {position}")

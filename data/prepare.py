@@ -31,7 +31,8 @@ from datasets import Dataset, Features, List, Value, concatenate_datasets
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from .meta import FORMAT, FORMAT_VERSION, META_FILE, TOKENIZER_DIR, load_meta, write_json_atomic
+from ..utils import InputError, write_json
+from .meta import FORMAT, FORMAT_VERSION, META_FILE, TOKENIZER_DIR, load_meta
 from .sources import (
     FINEWEB_EDU,
     FINEWEB_EDU_REPO,
@@ -58,6 +59,10 @@ MAP_BATCH_SIZE = 1000
 PROBE_SAMPLE_CHARS = 64_000  # data sample also used to check the fast encoder and estimate chars/token
 MIN_TEXT_BYTES_FOR_WORKERS = 4 << 20  # below this, starting a worker pool costs more than it saves
 _INCOMPLETE = ".incomplete-"
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """The output folder holds something other than the data these arguments would make."""
 
 
 def _package_version() -> str:
@@ -93,24 +98,24 @@ def _check_existing_output(output_dir: Path, recipe: dict[str, Any]) -> bool:
     if not output_dir.exists():
         return False
     if not output_dir.is_dir():
-        raise FileExistsError(f"output {output_dir} exists and is not a folder")
+        raise OutputExistsError(f"output {output_dir} exists and is not a folder")
     if (output_dir / META_FILE).exists():
         try:
             existing = load_meta(output_dir)
         except (OSError, ValueError) as error:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"output {output_dir} holds incomplete data ({error}); remove it to prepare again"
             ) from None
         if existing.get("recipe") == recipe:
             return True
         old = existing.get("recipe", {})
         changed = sorted(key for key in set(old) | set(recipe) if old.get(key) != recipe.get(key))
-        raise FileExistsError(
+        raise OutputExistsError(
             f"output {output_dir} already holds data prepared with different arguments ({', '.join(changed)}); "
             f"choose another --output-dir or remove it"
         )
     if any(output_dir.iterdir()):
-        raise FileExistsError(f"output {output_dir} exists, is not empty and holds no prepared data ({META_FILE})")
+        raise OutputExistsError(f"output {output_dir} exists, is not empty and holds no prepared data ({META_FILE})")
     return False
 
 
@@ -189,8 +194,8 @@ def _save_split(tokens: Dataset, split_dir: Path, tokens_per_shard: int, num_pro
     lengths = _document_lengths(tokens)
     total = int(lengths.sum())
     num_shards = max(1, min(len(tokens), math.ceil(total / tokens_per_shard)))
-    writers = min(num_proc, num_shards) if num_shards > 1 else None
-    tokens.save_to_disk(str(split_dir), num_shards=num_shards, num_proc=writers)
+    writers = min(num_proc, num_shards)  # datasets starts a spawned pool for any num_proc, even 1
+    tokens.save_to_disk(str(split_dir), num_shards=num_shards, num_proc=writers if writers > 1 else None)
     shards = _shard_summary(split_dir)
     if sum(shard["tokens"] for shard in shards) != total:
         raise RuntimeError(f"token count mismatch after writing {split_dir}")
@@ -280,16 +285,16 @@ def _split_points(tokens: Dataset, val_tokens: int, max_tokens: int | None) -> t
 
 def _validate_arguments(val_tokens: int, max_tokens: int | None, max_docs: int | None, num_proc: int) -> None:
     if val_tokens < 0:
-        raise ValueError(f"val_tokens must be >= 0, got {val_tokens}")
+        raise InputError(f"val_tokens must be >= 0, got {val_tokens}")
     if max_docs is not None and max_docs < 1:
-        raise ValueError(f"max_docs must be >= 1, got {max_docs}")
+        raise InputError(f"max_docs must be >= 1, got {max_docs}")
     if max_tokens is not None and max_tokens <= val_tokens:
-        raise ValueError(
+        raise InputError(
             f"max_tokens={max_tokens} leaves no training data after the {val_tokens}-token validation split "
             f"(max_tokens counts both splits); raise max_tokens or lower val_tokens"
         )
     if num_proc < 1:
-        raise ValueError(f"num_proc must be >= 1, got {num_proc}")
+        raise InputError(f"num_proc must be >= 1, got {num_proc}")
 
 
 def prepare_data(
@@ -314,7 +319,7 @@ def prepare_data(
     streamed with ``streaming=True``) or local ``.txt``/``.jsonl``/``.parquet`` files, folders, globs.
     ``max_tokens`` caps the tokens of both splits together and ``max_docs`` the documents read; both
     keep whole documents. Re-running with the same arguments over complete output returns at once;
-    different arguments over existing output raise ``FileExistsError``.
+    different arguments over existing output raise ``OutputExistsError`` (a ``FileExistsError``).
     """
     sources = [sources] if isinstance(sources, str | os.PathLike) else [os.fspath(s) for s in sources]
     _validate_arguments(val_tokens, max_tokens, max_docs, num_proc)
@@ -406,7 +411,7 @@ def prepare_data(
             "skipped_null_text_first": skipped.first,
             "recipe": recipe,
         }
-        write_json_atomic(work_dir / META_FILE, meta)
+        write_json(work_dir / META_FILE, meta)
         try:
             os.rename(work_dir, output_dir)
         except OSError:

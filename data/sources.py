@@ -20,7 +20,6 @@ Local file rules:
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -28,10 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
+
+from ..utils import InputError, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ _JSONL_BLOCK_BYTES = 16 << 20
 TextBatch = list[str] | pa.Array
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """Bad input data: the message names the file and record."""
 
 
@@ -118,33 +120,19 @@ def _read_txt(path: Path, txt_split: str) -> list[str]:
 
 def _jsonl_records_checked(path: Path, text_column: str, skipped: SkippedRecords) -> Iterator[str]:
     """Line-by-line reader: slow, but names the exact line of any problem."""
-    with path.open("rb") as file:
-        for line_number, raw_line in enumerate(file, start=1):
-            location = f"{path}:{line_number}"
-            try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise SourceError(f"{location}: not valid UTF-8 at column {error.start} ({error.reason})") from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise SourceError(f"{location}: invalid JSON ({error.msg} at column {error.colno})") from None
-            if not isinstance(record, dict):
-                raise SourceError(f"{location}: expected a JSON object, got {type(record).__name__}")
-            if text_column not in record:
-                raise SourceError(
-                    f"{location}: no {text_column!r} field (fields: {', '.join(map(str, record)) or 'none'}); "
-                    f"choose the text field with --text-column"
-                )
-            text = record[text_column]
-            if text is None:
-                skipped.add(path, location)
-                continue
-            if not isinstance(text, str):
-                raise SourceError(f"{location}: field {text_column!r} is {type(text).__name__}, not a string")
-            yield text
+    for location, record in iter_jsonl(path):
+        if text_column not in record:
+            raise SourceError(
+                f"{location}: no {text_column!r} field (fields: {', '.join(map(str, record)) or 'none'}); "
+                f"choose the text field with --text-column"
+            )
+        text = record[text_column]
+        if text is None:
+            skipped.add(path, location)
+            continue
+        if not isinstance(text, str):
+            raise SourceError(f"{location}: field {text_column!r} is {type(text).__name__}, not a string")
+        yield text
 
 
 def _read_jsonl(path: Path, text_column: str, skipped: SkippedRecords, batch_size: int) -> Iterator[TextBatch]:
@@ -223,12 +211,18 @@ def local_text_batches(
     length), which the preparation pipeline writes without converting them to Python objects.
     """
     if txt_split not in TXT_SPLITS:
-        raise ValueError(f"txt_split must be one of {TXT_SPLITS}, got {txt_split!r}")
+        raise InputError(f"txt_split must be one of {TXT_SPLITS}, got {txt_split!r}")
     for batch in _file_batches(files, text_column, txt_split, skipped, batch_size):
         if isinstance(batch, pa.Array) and not as_arrow:
             yield from _batched(batch.to_pylist(), batch_size)
         else:
             yield batch
+
+
+def iter_texts(sources: list[str], text_column: str = "text", txt_split: str = "file") -> Iterator[str]:
+    """The documents of local files, folders and globs, one string at a time, by the rules above."""
+    for batch in local_text_batches(resolve_local_files(sources), text_column, txt_split, SkippedRecords()):
+        yield from batch
 
 
 def _file_batches(
@@ -257,9 +251,7 @@ def fineweb_edu_text_batches(
     subset: str, text_column: str, streaming: bool, skipped: SkippedRecords, batch_size: int = 1000
 ) -> Iterator[list[str]]:
     """FineWeb-Edu ``subset`` from the Hub (download, or stream with ``streaming=True``)."""
-    from datasets import load_dataset
-
-    dataset = load_dataset(FINEWEB_EDU_REPO, name=subset, split="train", streaming=streaming)
+    dataset = datasets.load_dataset(FINEWEB_EDU_REPO, name=subset, split="train", streaming=streaming)
     if text_column not in (dataset.column_names or [text_column]):
         raise SourceError(f"{FINEWEB_EDU_REPO}/{subset}: no column {text_column!r} ({dataset.column_names})")
     dataset = dataset.select_columns([text_column])

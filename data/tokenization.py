@@ -28,10 +28,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import tiktoken
+from tiktoken_ext.openai_public import r50k_pat_str
+from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers.convert_slow_tokenizer import bytes_to_unicode  # GPT-2's byte -> printable character table
 
-DEFAULT_TOKENIZER = "openai-community/gpt2"
-END_OF_TEXT = "<|endoftext|>"
+from ..utils import InputError
+
+DEFAULT_TOKENIZER = "openai-community/gpt2"  # GPT-2's own tokenizer on the Hugging Face Hub
+END_OF_TEXT = "<|endoftext|>"  # GPT-2's document separator; a trained tokenizer's last id
 
 # Edge cases for the encoder equivalence check: contractions, whitespace runs, digits, unicode
 # letters and marks, emoji (multi-byte BPE pieces), special-token look-alikes, control chars.
@@ -60,10 +66,10 @@ def load_tokenizer(tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase) 
     try:
         return AutoTokenizer.from_pretrained(os.fspath(tokenizer))
     except (OSError, ValueError) as error:
-        raise ValueError(
-            f"cannot load tokenizer {os.fspath(tokenizer)!r} (a Hugging Face Hub id or a local tokenizer "
-            f"folder is expected; offline, give a local folder): {error}"
-        ) from error
+        raise InputError(
+            f"cannot load the tokenizer {os.fspath(tokenizer)!r} (a Hugging Face Hub id or a local tokenizer "
+            f"folder is expected; offline, give a local folder): {str(error).splitlines()[0]}"
+        ) from None
 
 
 def tokenizer_name(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -80,7 +86,7 @@ _ENCODE_FUNCTIONS: dict[tuple[str, str], Callable[[list[str]], list[Any]]] = {}
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector: creating 100k+ small containers (GPT-2's merges, the
-    ranks) otherwise triggers repeated full collections (3x slower). Nothing made here has cycles."""
+    ranks) otherwise triggers repeated full collections. Nothing made here has cycles."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -107,7 +113,7 @@ def _merge_pairs(merges: Sequence[Any]) -> Iterator[tuple[str, str]]:
     """(left, right) of each merge; tokenizer.json stores "a b" strings (older files) or [a, b] pairs.
 
     A generator on purpose: materialising 50k small containers next to the parsed JSON triggers
-    repeated full garbage-collection passes (10x slower)."""
+    repeated full garbage-collection passes."""
     for merge in merges:
         if isinstance(merge, str):
             left, _, right = merge.partition(" ")
@@ -150,7 +156,7 @@ def end_of_text_id(tokenizer: PreTrainedTokenizerBase) -> int:
     vocab = tokenizer.get_vocab()
     if END_OF_TEXT in vocab:
         return int(vocab[END_OF_TEXT])
-    raise ValueError(
+    raise InputError(
         f"tokenizer {tokenizer_name(tokenizer)!r} has no end-of-text token (neither an eos_token nor "
         f"{END_OF_TEXT!r}); documents could not be separated"
     )
@@ -166,23 +172,8 @@ def _gpt2_unicode_translation() -> dict[int, str]:
     """``str.translate`` table: byte-level vocabulary chars -> latin-1 chars of their bytes, any other
     char below 256 -> U+FFFF (which then fails latin-1 encoding, flagging a non-byte-level token)."""
     table = {code: "\uffff" for code in range(256)}
-    table.update({ord(char): chr(byte) for char, byte in _gpt2_unicode_to_byte().items()})
+    table.update({ord(char): chr(byte) for byte, char in bytes_to_unicode().items()})
     return table
-
-
-@lru_cache(maxsize=1)
-def _gpt2_unicode_to_byte() -> dict[str, int]:
-    """Inverse of GPT-2's byte->printable-unicode table used by byte-level BPE vocabularies."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    byte_values, code_points = printable[:], printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            byte_values.append(byte)
-            code_points.append(256 + extra)
-            extra += 1
-    return {chr(code): byte for byte, code in zip(byte_values, code_points, strict=True)}
 
 
 def gpt2_style_bpe_ranks(tokenizer: PreTrainedTokenizerBase) -> tuple[dict[bytes, int] | None, str]:
@@ -239,10 +230,7 @@ def _byte_level_ranks(model: dict[str, Any], added_ids: set[int]) -> tuple[dict[
     return ranks, "byte-level BPE with GPT-2's split pattern"
 
 
-def _tiktoken_encoding(ranks: dict[bytes, int], fingerprint: str, eot_id: int) -> Any:
-    import tiktoken
-    from tiktoken_ext.openai_public import r50k_pat_str
-
+def _tiktoken_encoding(ranks: dict[bytes, int], fingerprint: str, eot_id: int) -> tiktoken.Encoding:
     # The EOT is registered as tiktoken's special token (as in its gpt2 encoding) but never allowed
     # while encoding: documents are encoded as ordinary text.
     return tiktoken.Encoding(
@@ -284,7 +272,7 @@ class DocumentEncoder:
 
     def __getstate__(self) -> dict[str, Any]:
         # Dataset.map pickles the function for every worker job with dill's pure-Python pickler, which
-        # takes ~0.5 s for a 50k-entry dict: ship the ranks as three flat byte strings instead.
+        # is slow on a 50k-entry dict: ship the ranks as three flat byte strings instead.
         state = self.__dict__.copy()
         state["_encode_batch"] = None
         if isinstance(self.ranks, dict):
@@ -321,8 +309,6 @@ class DocumentEncoder:
         if self.path == "transformers":
             tokenizer = self.python_tokenizer
             return lambda texts: _huggingface_encode(tokenizer, texts)
-        from tokenizers import Tokenizer
-
         backend = Tokenizer.from_str(self.backend_json or "")
         backend.no_truncation()
         backend.no_padding()

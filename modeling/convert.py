@@ -1,18 +1,13 @@
-"""Exact conversion between nanogpt2 and transformers' own `GPT2LMHeadModel`.
+"""Exact conversion between nanogpt2 and transformers' own `GPT2LMHeadModel` (`nanogpt2 convert` runs it).
 
-    # OpenAI's GPT-2 (or any GPT-2 folder) -> nanogpt2, vocabulary padded to a multiple of 64
-    python -m nanogpt2.modeling.convert --from-hf openai-community/gpt2 --out gpt2-nanogpt2 --pad-vocab 64
-    # nanogpt2 -> a plain GPT-2 folder that needs no remote code (vLLM, TGI, llama.cpp's converter)
-    python -m nanogpt2.modeling.convert --to-hf runs/gpt2-124m/final --out gpt2-plain
-
-A tokenizer found in the source folder is saved beside the converted weights.
+Both directions copy the same weights under the same names: four projections are transposed and the
+token embedding gains or loses its padding rows. Everything else is identical.
 """
 
-import argparse
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from .configuration_nanogpt2 import NanoGPT2Config
 from .modeling_nanogpt2 import NanoGPT2LMHeadModel
@@ -20,6 +15,14 @@ from .modeling_nanogpt2 import NanoGPT2LMHeadModel
 # GPT-2 stores these projections as Conv1D, weight (in, out); nanogpt2 uses nn.Linear, weight (out, in).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# Config fields with the same name and meaning in GPT2Config and NanoGPT2Config.
+_SHARED_CONFIG = ("n_positions", "n_embd", "n_layer", "n_head", "n_inner", "layer_norm_epsilon", "initializer_range",
+                  "embd_pdrop", "attn_pdrop", "resid_pdrop", "bos_token_id", "eos_token_id")
+
+
+def padded_vocab_size(n: int, multiple: int = 64) -> int:
+    """`n` rounded up to a multiple of `multiple` (GPT-2's 50257 ids -> 50304 rows): friendlier matmul shapes."""
+    return -(-n // multiple) * multiple
 
 
 def _check_plain_gpt2(config: GPT2Config) -> None:
@@ -37,11 +40,28 @@ def _check_plain_gpt2(config: GPT2Config) -> None:
         raise ValueError("cannot convert this GPT-2 variant exactly: " + ", ".join(problems))
 
 
-def _pad_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
-    """Append zero rows to an embedding matrix (V, C) -> (rows, C); padding ids are never predicted."""
-    if rows == weight.shape[0]:
-        return weight
-    return torch.cat([weight, weight.new_zeros(rows - weight.shape[0], weight.shape[1])])
+def _shared_config(config: GPT2Config | NanoGPT2Config) -> dict[str, object]:
+    return {name: getattr(config, name) for name in _SHARED_CONFIG}
+
+
+def _copy_weights(source: PreTrainedModel, target: PreTrainedModel, vocab_rows: int) -> PreTrainedModel:
+    """Load `source`'s weights into `target` (same names), the embedding cut or zero-padded to `vocab_rows`."""
+    state = {}
+    for name, tensor in source.state_dict().items():
+        if name == "lm_head.weight":
+            continue  # tied to transformer.wte.weight
+        if name.endswith(_CONV1D_SUFFIXES):
+            tensor = tensor.t()
+        if name == "transformer.wte.weight":  # (V, C) -> (vocab_rows, C): padding rows dropped or zeros appended
+            tensor = tensor[:vocab_rows]
+            tensor = torch.cat([tensor, tensor.new_zeros(vocab_rows - len(tensor), tensor.shape[1])])
+        state[name] = tensor.detach().clone().contiguous()
+    target = target.to(dtype=source.dtype)
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:
+        raise ValueError(f"weight names do not match: missing {missing}, unexpected {unexpected}")
+    target.tie_weights()
+    return target.train(source.training)
 
 
 def convert_from_hf_gpt2(
@@ -53,8 +73,8 @@ def convert_from_hf_gpt2(
 
     Args:
         model_or_path: a `GPT2LMHeadModel`, or a folder / Hub id it loads from (e.g. `openai-community/gpt2`).
-        pad_vocab_to_multiple_of: pad the embedding to a multiple of this (64 turns 50257 into 50304);
-            the padded ids are masked out of the logits, so outputs over the real vocabulary are unchanged.
+        pad_vocab_to_multiple_of: pad the embedding to a multiple of this (`padded_vocab_size`); the padded
+            ids are masked out of the logits, so outputs over the real vocabulary are unchanged.
         from_pretrained_kwargs: passed to `GPT2LMHeadModel.from_pretrained` when a path is given.
     """
     if isinstance(model_or_path, (str, Path)):
@@ -66,40 +86,10 @@ def convert_from_hf_gpt2(
     hc = hf.config
     _check_plain_gpt2(hc)
     n_real = hc.vocab_size
-    vocab_size = n_real
-    if pad_vocab_to_multiple_of:
-        vocab_size = -(-n_real // pad_vocab_to_multiple_of) * pad_vocab_to_multiple_of
-    config = NanoGPT2Config(
-        vocab_size=vocab_size,
-        n_positions=hc.n_positions,
-        n_embd=hc.n_embd,
-        n_layer=hc.n_layer,
-        n_head=hc.n_head,
-        n_inner=hc.n_inner,
-        layer_norm_epsilon=hc.layer_norm_epsilon,
-        initializer_range=hc.initializer_range,
-        embd_pdrop=hc.embd_pdrop,
-        attn_pdrop=hc.attn_pdrop,
-        resid_pdrop=hc.resid_pdrop,
-        tokenizer_vocab_size=n_real if vocab_size != n_real else None,
-        bos_token_id=hc.bos_token_id,
-        eos_token_id=hc.eos_token_id,
-    )
-    state = {}
-    for name, tensor in hf.state_dict().items():
-        if name == "lm_head.weight":
-            continue  # tied to transformer.wte.weight
-        if name.endswith(_CONV1D_SUFFIXES):
-            tensor = tensor.t()
-        if name == "transformer.wte.weight":
-            tensor = _pad_rows(tensor, vocab_size)
-        state[name] = tensor.detach().clone().contiguous()
-    model = NanoGPT2LMHeadModel(config).to(dtype=hf.dtype)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - {"lm_head.weight"}:
-        raise ValueError(f"weight names do not match: missing {missing}, unexpected {unexpected}")
-    model.tie_weights()
-    return model.eval() if not hf.training else model
+    vocab_size = padded_vocab_size(n_real, pad_vocab_to_multiple_of) if pad_vocab_to_multiple_of else n_real
+    config = NanoGPT2Config(vocab_size=vocab_size, tokenizer_vocab_size=n_real if vocab_size != n_real else None,
+                            **_shared_config(hc))
+    return _copy_weights(hf, NanoGPT2LMHeadModel(config), vocab_size)
 
 
 def convert_to_hf_gpt2(model: NanoGPT2LMHeadModel, keep_vocab_padding: bool = False) -> GPT2LMHeadModel:
@@ -110,74 +100,6 @@ def convert_to_hf_gpt2(model: NanoGPT2LMHeadModel, keep_vocab_padding: bool = Fa
     """
     c = model.config
     vocab_size = c.vocab_size if keep_vocab_padding else c.num_real_tokens
-    hc = GPT2Config(
-        vocab_size=vocab_size,
-        n_positions=c.n_positions,
-        n_embd=c.n_embd,
-        n_layer=c.n_layer,
-        n_head=c.n_head,
-        n_inner=c.n_inner,
-        activation_function="gelu_new",
-        layer_norm_epsilon=c.layer_norm_epsilon,
-        initializer_range=c.initializer_range,
-        embd_pdrop=c.embd_pdrop,
-        attn_pdrop=c.attn_pdrop,
-        resid_pdrop=c.resid_pdrop,
-        bos_token_id=c.bos_token_id,
-        eos_token_id=c.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight":
-            continue
-        if name.endswith(_CONV1D_SUFFIXES):
-            tensor = tensor.t()
-        if name == "transformer.wte.weight":
-            tensor = tensor[:vocab_size]
-        state[name] = tensor.detach().clone().contiguous()
-    hf = GPT2LMHeadModel(hc).to(dtype=model.dtype)
-    missing, unexpected = hf.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - {"lm_head.weight"}:
-        raise ValueError(f"weight names do not match: missing {missing}, unexpected {unexpected}")
-    hf.tie_weights()
-    return hf.eval() if not model.training else hf
-
-
-def _copy_tokenizer(src: str, out: Path) -> bool:
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(src)
-    except (OSError, ValueError):
-        return False
-    tokenizer.save_pretrained(out)
-    return True
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    direction = parser.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from-hf", metavar="DIR_OR_HUB_ID", help="GPT-2 checkpoint to convert to nanogpt2")
-    direction.add_argument("--to-hf", metavar="DIR", help="nanogpt2 checkpoint to convert to plain GPT-2")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (save_pretrained)")
-    parser.add_argument("--pad-vocab", type=int, default=None, metavar="N",
-                        help="--from-hf: pad the vocabulary to a multiple of N (64 gives 50304 for GPT-2)")
-    parser.add_argument("--keep-vocab-padding", action="store_true",
-                        help="--to-hf: keep padded vocabulary rows (plain GPT-2 would then be able to emit them)")
-    args = parser.parse_args(argv)
-
-    if args.from_hf:
-        model = convert_from_hf_gpt2(args.from_hf, pad_vocab_to_multiple_of=args.pad_vocab)
-        source = args.from_hf
-    else:
-        model = convert_to_hf_gpt2(
-            NanoGPT2LMHeadModel.from_pretrained(args.to_hf), keep_vocab_padding=args.keep_vocab_padding
-        )
-        source = args.to_hf
-    model.save_pretrained(args.out)
-    had_tokenizer = _copy_tokenizer(source, args.out)
-    print(f"wrote {type(model).__name__} ({model.num_parameters():,} parameters) to {args.out}"
-          + (" with its tokenizer" if had_tokenizer else " (no tokenizer found in the source)"))
-
-
-if __name__ == "__main__":
-    main()
+    hc = GPT2Config(vocab_size=vocab_size, activation_function="gelu_new", tie_word_embeddings=True,
+                    **_shared_config(c))
+    return _copy_weights(model, GPT2LMHeadModel(hc), vocab_size)

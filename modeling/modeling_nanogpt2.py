@@ -45,8 +45,10 @@ class NanoGPT2Attention(nn.Module):
         dropout_p = self.attn_pdrop if self.training else 0.0
         if attn_mask is None:
             # Plain causal attention: the fused flash / memory-efficient kernels apply. Also right for a
-            # single new token after a cache (it may see every key), which is_causal would get wrong.
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=T > 1)
+            # single new token after a cache (it may see every key), which is_causal would get wrong. A branch,
+            # not is_causal=T > 1: under torch.compile with dynamic shapes that is symbolic, and SDPA wants a bool.
+            causal = True if T > 1 else False
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(B, T, C)

@@ -2,7 +2,7 @@
 
     torchrun --standalone --nproc_per_node 2 tests/_hellaswag_dist_worker.py MODEL_DIR DATA.jsonl OUT_DIR
 
-Every process writes `OUT_DIR/rank{N}.json` with the metrics and the per-ending scores it returned.
+Every process writes `OUT_DIR/rank{N}.json` with the metrics and the per-ending scores (packed and plain).
 """
 
 import json
@@ -13,6 +13,7 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import nanogpt2.modeling  # noqa: F401  (registers nanogpt2 with the Auto classes)
 from nanogpt2.evaluation import evaluate_hellaswag, load_hellaswag, score_hellaswag
 
 
@@ -23,13 +24,12 @@ def main(model_dir: str, data_path: str, out_dir: str) -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     examples = load_hellaswag(data_path)
     kwargs = {"style": "nanogpt", "batch_size": 3, "accelerator": accelerator, "progress": False}
-    metrics = evaluate_hellaswag(model, tokenizer, examples, **kwargs)
-    scores = score_hellaswag(model, tokenizer, examples, **kwargs)
     record = {
         "num_processes": accelerator.num_processes,
         "distributed_type": str(accelerator.distributed_type),
-        "metrics": metrics,
-        "ending_logprobs": scores.ending_logprobs,
+        "metrics": evaluate_hellaswag(model, tokenizer, examples, **kwargs),
+        "packed": score_hellaswag(model, tokenizer, examples, share_context=True, **kwargs).ending_logprobs,
+        "plain": score_hellaswag(model, tokenizer, examples, share_context=False, **kwargs).ending_logprobs,
     }
     Path(out_dir, f"rank{accelerator.process_index}.json").write_text(json.dumps(record))
 

@@ -1,24 +1,13 @@
-"""The built-in corpus (Python's own documentation) and the GPT-2-style tokenizer trained on it."""
+"""The quickstart's built-in corpus: Python's own documentation, read from the installed interpreter."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
 
-from nanogpt2.data import train_tokenizer
-from nanogpt2.data.builtin_corpus import (
-    module_document,
-    stdlib_source_files,
-    write_builtin_corpus,
-)
-from nanogpt2.data.train_tokenizer import EOT, resolve_tokenizer, train_byte_level_bpe
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+from nanogpt2.quickstart.corpus import module_document, stdlib_source_files, write_builtin_corpus
+from nanogpt2.utils import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +66,7 @@ def test_corpus_limits_and_atomic_output(tmp_path: Path) -> None:
     total = sum(len(d["text"]) for d in by_chars)
     assert total >= 20_000 and total - len(by_chars[-1]["text"]) < 20_000  # stops after crossing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chars.jsonl", "few.jsonl"]  # no temporaries
-    with pytest.raises(ValueError, match="max_docs must be positive"):
+    with pytest.raises(ValueError, match="max_docs"):
         write_builtin_corpus(tmp_path / "bad.jsonl", max_docs=0)
 
 
@@ -115,121 +104,3 @@ def test_stdlib_walk_and_docstring_document(tmp_path: Path) -> None:
         "def json.decoder.JSONDecoder.decode(self, s, *, strict=True)\n\nReturn the object of s.\n\n"
         "async def json.decoder.later()\n\nAwaitable."
     )
-
-
-def test_corpus_command_line(tmp_path: Path) -> None:
-    from nanogpt2.data.builtin_corpus import main
-
-    main([str(tmp_path / "cli.jsonl"), "--max-docs", "3", "--no-docstrings", "--no-shuffle"])
-    docs = read_jsonl(tmp_path / "cli.jsonl")
-    assert [d["source"] for d in docs] == sorted(d["source"] for d in docs)
-    assert all(d["source"].startswith("pydoc_data.topics:") for d in docs) and len(docs) == 3
-
-
-# --- tokenizer ------------------------------------------------------------------------------------
-
-SAMPLES = [
-    "Hello world!  The `def` statement defines a function.\n\n    return x ** 2  # comment",
-    "Unicode: café, naïve, 日本語, emoji 🙂, tabs\tand\r\nCRLF.",
-    "I'm sure they'll say it's 1,234.5 -- isn't it?",
-]
-
-
-@pytest.fixture(scope="module")
-def trained(corpus: list[dict], tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
-    out = tmp_path_factory.mktemp("tokenizer")
-    texts = [doc["text"] for doc in corpus[:200]]
-    return train_byte_level_bpe(texts, 2048, out), out
-
-
-def test_trained_tokenizer_layout_and_roundtrip(trained: tuple[object, Path]) -> None:
-    tokenizer, out = trained
-    assert len(tokenizer) == 2048
-    assert tokenizer.convert_tokens_to_ids(EOT) == 2047  # last id, as in GPT-2
-    assert tokenizer.eos_token == tokenizer.bos_token == tokenizer.unk_token == EOT
-    loaded = AutoTokenizer.from_pretrained(out)
-    assert type(loaded).__name__ == "GPT2Tokenizer" and len(loaded) == 2048
-    for text in SAMPLES:
-        ids = loaded(text)["input_ids"]
-        assert ids == tokenizer(text)["input_ids"]
-        assert loaded.decode(ids) == text  # byte-level: every string round-trips
-        assert max(ids) < 2047
-    # Pretraining-style encoding: a literal <|endoftext|> in text is not the special token.
-    assert 2047 not in loaded("a <|endoftext|> b", split_special_tokens=True)["input_ids"]
-    assert loaded(EOT)["input_ids"] == [2047]
-
-
-def test_trained_tokenizer_uses_gpt2_pre_tokenization(trained: tuple[object, Path]) -> None:
-    import regex
-    from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's split pattern, shipped with tiktoken
-
-    tokenizer, _ = trained
-    pre = tokenizer.backend_tokenizer.pre_tokenizer
-    byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
-    for text in SAMPLES:
-        pieces = [bytes(byte_decoder[c] for c in piece).decode("utf-8") for piece, _ in pre.pre_tokenize_str(text)]
-        assert pieces == regex.findall(r50k_pat_str, text)
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table."""
-    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in visible:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-def test_trained_tokenizer_matches_gpt2_pre_tokenizer(
-    trained: tuple[object, Path], gpt2_tokenizer_dir: Path
-) -> None:
-    """Same pre-tokenizer output and decoder behaviour as the real GPT-2 tokenizer."""
-    tokenizer, _ = trained
-    gpt2 = AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)
-    for text in SAMPLES:
-        ours = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)
-        theirs = gpt2.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)
-        assert ours == theirs
-
-
-def test_train_from_files_and_bad_input(tmp_path: Path) -> None:
-    jsonl = tmp_path / "docs.jsonl"
-    jsonl.write_text("\n".join(json.dumps({"text": f"document number {i} about tokens"}) for i in range(50)))
-    txt = tmp_path / "notes.txt"
-    txt.write_text("plain text file about tokens " * 20)
-    tokenizer = train_byte_level_bpe([jsonl, txt], 300)
-    assert "Ġtokens" in tokenizer.get_vocab()  # learned from both files
-    assert "{\"" not in tokenizer.get_vocab()  # jsonl read through its text field, not raw lines
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "ok"}\n{"body": "no text"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: expected a JSON object with a 'text' field"):
-        train_byte_level_bpe([bad], 300)
-    with pytest.raises(ValueError, match="at least 258"):
-        train_byte_level_bpe(["x"], 100)
-    with pytest.raises(FileNotFoundError, match="missing.txt"):
-        train_byte_level_bpe([tmp_path / "missing.txt"], 300)
-
-
-def test_resolve_tokenizer_falls_back_to_training_offline(tmp_path: Path, monkeypatch) -> None:
-    # conftest sets HF_HUB_OFFLINE=1; an id that no cache holds stands for GPT-2: "auto" must train, and say why.
-    monkeypatch.setattr(train_tokenizer, "GPT2_HUB_ID", "nanogpt2-tests/no-such-tokenizer")
-    texts = ["the model reads the docs and learns the words"] * 20
-    tokenizer, description = resolve_tokenizer("auto", corpus=texts, vocab_size=300, out_dir=tmp_path / "tok")
-    assert "trained on the corpus" in description and "GPT-2's tokenizer is unavailable" in description
-    assert (tmp_path / "tok" / "tokenizer.json").is_file() and len(tokenizer) <= 300
-    _, description = resolve_tokenizer("train", corpus=texts, vocab_size=300)
-    assert "because asked to train one" in description
-    with pytest.raises(ValueError, match="no corpus"):
-        resolve_tokenizer("auto")
-    with pytest.raises(OSError, match="cannot load the tokenizer '/nonexistent/tokenizer'"):
-        resolve_tokenizer("/nonexistent/tokenizer")
-
-
-def test_resolve_tokenizer_uses_a_given_gpt2_folder(gpt2_tokenizer_dir: Path) -> None:
-    tokenizer, description = resolve_tokenizer(str(gpt2_tokenizer_dir))
-    assert tokenizer("Hello world")["input_ids"] == [15496, 995]
-    assert str(gpt2_tokenizer_dir) in description and "50,257 tokens" in description

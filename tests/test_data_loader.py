@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import time
 from itertools import islice
 from pathlib import Path
@@ -15,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import generated_documents
 from datasets import Dataset, Features, List, Value
-from test_data_prepare import generated_documents, train_byte_level_bpe, write_jsonl
 
-from nanogpt2.data import TokenLoader, prepare_data
+from nanogpt2.data import TokenLoader, train_byte_level_bpe
 from nanogpt2.data.loader import BlockPermutation
-from nanogpt2.data.meta import FORMAT, FORMAT_VERSION, write_json_atomic
+from nanogpt2.data.meta import FORMAT, FORMAT_VERSION
+from nanogpt2.utils import InputError, write_json
 
 STREAM_TOKENS = 20_011  # stream positions 0..20010 are the token ids (all < 2**16)
 
@@ -39,7 +41,7 @@ def write_position_split(data_dir: Path, total: int = STREAM_TOKENS, num_shards:
             str(data_dir / split), num_shards=num_shards
         )
         splits[split] = {"documents": len(docs), "tokens": total, "shards": []}
-    write_json_atomic(data_dir / "meta.json", {
+    write_json(data_dir / "meta.json", {
         "format": FORMAT, "format_version": FORMAT_VERSION, "complete": True, "tokenizer_hash": "synthetic",
         "tokenizer_name": "synthetic", "eot_id": 0, "dtype": "uint16", "splits": splits,
     })
@@ -202,15 +204,10 @@ def test_fixed_validation_batches_and_too_small_splits(data_dir):
         TokenLoader(data_dir, "val", 1, 8, rank=2, world_size=2)
 
 
-def test_refuses_data_of_another_tokenizer(tmp_path):
-    docs = generated_documents(120, seed=11)
-    tokenizer = train_byte_level_bpe(docs, vocab_size=300)
-    out = prepare_data(str(write_jsonl(tmp_path / "d.jsonl", docs)), tmp_path / "out", tokenizer=tokenizer,
-                       val_tokens=200, verbose=False)
-    tokenizer.save_pretrained(tmp_path / "tok")
-    for same in (tokenizer, str(tmp_path / "tok"), str(out / "tokenizer")):
-        x, y = next(TokenLoader(out, "train", 2, 16, tokenizer=same))
-        assert x.max() < len(tokenizer)
-    other = train_byte_level_bpe(generated_documents(120, seed=12), vocab_size=300)
-    with pytest.raises(ValueError, match="tokenized with another tokenizer"):
-        TokenLoader(out, "train", 2, 16, tokenizer=other)
+def test_refuses_data_of_another_tokenizer(tiny_data, tiny_tokenizer, tiny_tokenizer_dir):
+    for same in (tiny_tokenizer, str(tiny_tokenizer_dir), str(tiny_data / "tokenizer")):
+        x, y = next(TokenLoader(tiny_data, "train", 2, 16, tokenizer=same))
+        assert x.max() < len(tiny_tokenizer)
+    other = train_byte_level_bpe(generated_documents(120, seed=12), 300, min_frequency=1)
+    with pytest.raises(InputError, match=re.escape(str(tiny_data))):
+        TokenLoader(tiny_data, "train", 2, 16, tokenizer=other)

@@ -12,17 +12,25 @@ import textwrap
 import time
 from pathlib import Path
 
-import conftest
 import numpy as np
 import pytest
 from datasets import load_from_disk
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from nanogpt2.data import load_data_tokenizer, load_meta, prepare_data, tokenizer_fingerprint
+from nanogpt2.data import (
+    END_OF_TEXT,
+    OutputExistsError,
+    load_data_tokenizer,
+    load_meta,
+    prepare_data,
+    tokenizer_fingerprint,
+    train_byte_level_bpe,
+)
 from nanogpt2.data.tokenization import build_document_encoder
+from nanogpt2.utils import InputError
 
-EOT = "<|endoftext|>"
+EOT = END_OF_TEXT
 WORDS = (
     "the of and to in is was for on that with as by at from it an be this are which or have has not but were "
     "their also its one all new more two first other after can would who been café naïve Ελληνικά 中文 😀 "
@@ -30,19 +38,14 @@ WORDS = (
 ).split()
 
 
-def generated_documents(count: int, seed: int = 0, max_words: int = 60) -> list[str]:
-    """Sentences of random words with punctuation, digits, unicode and newlines."""
+def mixed_documents(count: int, seed: int = 0, max_words: int = 60) -> list[str]:
+    """Random words with punctuation, digits, unicode and newlines: what tells tokenizer code paths apart."""
     rng = random.Random(seed)
     docs = []
     for _ in range(count):
         words = [rng.choice(WORDS) for _ in range(rng.randint(1, max_words))]
         docs.append(" ".join(words) + rng.choice([".", "!\n", "?\n\n", "  ", "\tend"]))
     return docs
-
-
-def train_byte_level_bpe(texts: list[str], vocab_size: int = 400) -> PreTrainedTokenizerFast:
-    """GPT-2-style byte-level BPE (EOT is the only special token)."""
-    return conftest.train_tiny_tokenizer(texts, vocab_size)
 
 
 def train_whitespace_bpe(texts: list[str]) -> PreTrainedTokenizerFast:
@@ -73,30 +76,25 @@ def write_jsonl(path: Path, docs: list[str | None], column: str = "text") -> Pat
 
 
 @pytest.fixture(scope="module")
-def byte_level_tokenizer() -> PreTrainedTokenizerFast:
-    return train_byte_level_bpe(generated_documents(300, seed=1))
-
-
-@pytest.fixture(scope="module")
 def docs() -> list[str]:
-    docs = generated_documents(400)
+    docs = mixed_documents(400)
     docs[5] = f"a literal {EOT} inside {EOT}{EOT} the text"
     return docs
 
 
-def test_output_layout_meta_and_ids(tmp_path, byte_level_tokenizer, docs):
+def test_output_layout_meta_and_ids(tmp_path, tiny_tokenizer, docs):
     source = tmp_path / "corpus"
     source.mkdir()
     write_jsonl(source / "a.jsonl", docs[:250])
     write_jsonl(source / "b.jsonl", docs[250:])
-    out = prepare_data([str(source)], tmp_path / "out", tokenizer=byte_level_tokenizer, val_tokens=2_000,
+    out = prepare_data([str(source)], tmp_path / "out", tokenizer=tiny_tokenizer, val_tokens=2_000,
                        tokens_per_shard=3_000, verbose=False)
 
     meta = load_meta(out)
     assert meta["encoder"] == "tiktoken"  # the trained byte-level BPE qualifies for the fast path
-    assert meta["dtype"] == "uint16" and meta["eot_id"] == byte_level_tokenizer.eos_token_id
-    assert meta["tokenizer_hash"] == tokenizer_fingerprint(byte_level_tokenizer)
-    expected = reference_ids(byte_level_tokenizer, docs)
+    assert meta["dtype"] == "uint16" and meta["eot_id"] == tiny_tokenizer.eos_token_id
+    assert meta["tokenizer_hash"] == tokenizer_fingerprint(tiny_tokenizer)
+    expected = reference_ids(tiny_tokenizer, docs)
     val, train = stored_stream(out, "val"), stored_stream(out, "train")
     assert val.dtype == np.uint16
     assert np.concatenate([val, train]).tolist() == expected
@@ -119,7 +117,7 @@ def test_output_layout_meta_and_ids(tmp_path, byte_level_tokenizer, docs):
     assert not list(tmp_path.glob(".out.incomplete-*"))
 
 
-def test_general_encoder_for_non_byte_level_tokenizer(tmp_path, docs):
+def test_general_encoder_for_non_tiny_tokenizer(tmp_path, docs):
     tokenizer = train_whitespace_bpe(docs)
     encoder, description = build_document_encoder(tokenizer, "text")
     assert encoder.path == "huggingface" and "Whitespace" in description
@@ -130,14 +128,13 @@ def test_general_encoder_for_non_byte_level_tokenizer(tmp_path, docs):
     assert stream.tolist() == reference_ids(tokenizer, docs)
 
 
-def test_tokenizer_given_by_path_and_fingerprint_stability(tmp_path, byte_level_tokenizer, docs):
-    byte_level_tokenizer.save_pretrained(tmp_path / "tok")
+def test_tokenizer_given_by_path_and_fingerprint_stability(tmp_path, tiny_tokenizer, docs):
+    tiny_tokenizer.save_pretrained(tmp_path / "tok")
     out = prepare_data(str(write_jsonl(tmp_path / "d.jsonl", docs)), tmp_path / "out",
                        tokenizer=str(tmp_path / "tok"), val_tokens=500, verbose=False)
-    assert load_meta(out)["tokenizer_hash"] == tokenizer_fingerprint(byte_level_tokenizer)
-    assert tokenizer_fingerprint(train_byte_level_bpe(generated_documents(300, seed=2))) != tokenizer_fingerprint(
-        byte_level_tokenizer
-    )
+    assert load_meta(out)["tokenizer_hash"] == tokenizer_fingerprint(tiny_tokenizer)
+    other = train_byte_level_bpe(mixed_documents(300, seed=2), 300, min_frequency=1)
+    assert tokenizer_fingerprint(other) != tokenizer_fingerprint(tiny_tokenizer)
 
 
 def test_large_vocabulary_is_stored_as_uint32(tmp_path):
@@ -154,70 +151,70 @@ def test_large_vocabulary_is_stored_as_uint32(tmp_path):
     assert stream.max() > 2**16
 
 
-def test_txt_sources_one_document_per_file_or_per_paragraph(tmp_path, byte_level_tokenizer, docs):
+def test_txt_sources_one_document_per_file_or_per_paragraph(tmp_path, tiny_tokenizer, docs):
     folder = tmp_path / "txt"
     folder.mkdir()
     for i in range(4):
         (folder / f"{i}.txt").write_text("\n\n".join(docs[i * 10 : i * 10 + 10]), encoding="utf-8")
-    whole = prepare_data(str(folder / "*.txt"), tmp_path / "whole", tokenizer=byte_level_tokenizer,
+    whole = prepare_data(str(folder / "*.txt"), tmp_path / "whole", tokenizer=tiny_tokenizer,
                          val_tokens=1, verbose=False)
     assert load_meta(whole)["documents"] == 4
-    parts = prepare_data([str(folder)], tmp_path / "parts", tokenizer=byte_level_tokenizer, val_tokens=1,
+    parts = prepare_data([str(folder)], tmp_path / "parts", tokenizer=tiny_tokenizer, val_tokens=1,
                          txt_split="paragraph", verbose=False)
     expected_docs = [d.strip("\n") for i in range(4) for d in "\n\n".join(docs[i * 10 : i * 10 + 10]).split("\n\n")
                      if d.strip()]
     assert load_meta(parts)["documents"] == len(expected_docs)
     stream = np.concatenate([stored_stream(parts, "val"), stored_stream(parts, "train")])
-    assert stream.tolist() == reference_ids(byte_level_tokenizer, expected_docs)
+    assert stream.tolist() == reference_ids(tiny_tokenizer, expected_docs)
 
 
-def test_max_tokens_and_max_docs_keep_whole_documents(tmp_path, byte_level_tokenizer, docs):
+def test_max_tokens_and_max_docs_keep_whole_documents(tmp_path, tiny_tokenizer, docs):
     source = str(write_jsonl(tmp_path / "d.jsonl", docs))
-    lengths = [len(ids) for ids in byte_level_tokenizer(docs, split_special_tokens=True)["input_ids"]]
+    lengths = [len(ids) for ids in tiny_tokenizer(docs, split_special_tokens=True)["input_ids"]]
     cumulative = np.cumsum(np.array(lengths) + 1)
     limit = int(cumulative[-1] // 3) + 5
-    out = prepare_data(source, tmp_path / "tok", tokenizer=byte_level_tokenizer, val_tokens=300,
+    out = prepare_data(source, tmp_path / "tok", tokenizer=tiny_tokenizer, val_tokens=300,
                        max_tokens=limit, verbose=False)
     meta = load_meta(out)
     assert meta["tokens"] == cumulative[cumulative <= limit][-1]
     assert meta["documents"] == int((cumulative <= limit).sum())
-    out = prepare_data(source, tmp_path / "docs", tokenizer=byte_level_tokenizer, val_tokens=300, max_docs=37,
+    out = prepare_data(source, tmp_path / "docs", tokenizer=tiny_tokenizer, val_tokens=300, max_docs=37,
                        verbose=False)
     assert load_meta(out)["documents"] == 37 and load_meta(out)["tokens"] == cumulative[36]
-    with pytest.raises(ValueError, match="leaves no training data"):
-        prepare_data(source, tmp_path / "bad", tokenizer=byte_level_tokenizer, val_tokens=300, max_tokens=300)
+    with pytest.raises(InputError, match="max_tokens=300"):
+        prepare_data(source, tmp_path / "bad", tokenizer=tiny_tokenizer, val_tokens=300, max_tokens=300)
 
 
-def test_validation_larger_than_source_is_a_clear_error(tmp_path, byte_level_tokenizer, docs):
-    with pytest.raises(ValueError, match="not enough for a 10000000-token validation split"):
+def test_validation_larger_than_source_is_a_clear_error(tmp_path, tiny_tokenizer, docs):
+    with pytest.raises(InputError, match="10000000"):
         prepare_data(str(write_jsonl(tmp_path / "d.jsonl", docs)), tmp_path / "out",
-                     tokenizer=byte_level_tokenizer, val_tokens=10_000_000, verbose=False)
+                     tokenizer=tiny_tokenizer, val_tokens=10_000_000, verbose=False)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.incomplete-*"))
 
 
-def test_rerun_same_arguments_is_a_no_op_and_different_arguments_fail(tmp_path, byte_level_tokenizer, docs, capsys):
+def test_rerun_same_arguments_is_a_no_op_and_different_arguments_fail(tmp_path, tiny_tokenizer, docs, capsys):
     source = str(write_jsonl(tmp_path / "d.jsonl", docs))
-    out = prepare_data(source, tmp_path / "out", tokenizer=byte_level_tokenizer, val_tokens=500, verbose=False)
+    out = prepare_data(source, tmp_path / "out", tokenizer=tiny_tokenizer, val_tokens=500, verbose=False)
     meta_mtime = (out / "meta.json").stat().st_mtime_ns
-    again = prepare_data(source, tmp_path / "out", tokenizer=byte_level_tokenizer, val_tokens=500, num_proc=2)
+    again = prepare_data(source, tmp_path / "out", tokenizer=tiny_tokenizer, val_tokens=500, num_proc=2)
     assert again == out and (out / "meta.json").stat().st_mtime_ns == meta_mtime
-    assert "already holds complete data" in capsys.readouterr().err
-    with pytest.raises(FileExistsError, match="different arguments.*val_tokens"):
-        prepare_data(source, tmp_path / "out", tokenizer=byte_level_tokenizer, val_tokens=600, verbose=False)
+    assert str(out) in capsys.readouterr().err  # says so, naming the folder
+    with pytest.raises(OutputExistsError, match=r"\(val_tokens\)"):
+        prepare_data(source, tmp_path / "out", tokenizer=tiny_tokenizer, val_tokens=600, verbose=False)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "file").write_text("x")
-    with pytest.raises(FileExistsError, match="holds no prepared data"):
-        prepare_data(source, tmp_path / "junk", tokenizer=byte_level_tokenizer, val_tokens=500, verbose=False)
+    with pytest.raises(OutputExistsError, match="junk"):
+        prepare_data(source, tmp_path / "junk", tokenizer=tiny_tokenizer, val_tokens=500, verbose=False)
     assert (out / "meta.json").stat().st_mtime_ns == meta_mtime
 
 
-def test_num_proc_gives_identical_output(tmp_path, byte_level_tokenizer, docs, monkeypatch):
+def test_num_proc_gives_identical_output(tmp_path, tiny_tokenizer, docs, monkeypatch):
     from nanogpt2.data import prepare as prepare_module
 
     monkeypatch.setattr(prepare_module, "MIN_TEXT_BYTES_FOR_WORKERS", 0)  # use the worker pool on tiny input
     source = str(write_jsonl(tmp_path / "d.jsonl", docs * 3))
-    one = prepare_data(source, tmp_path / "one", tokenizer=byte_level_tokenizer, val_tokens=500, verbose=False)
-    two = prepare_data(source, tmp_path / "two", tokenizer=byte_level_tokenizer, val_tokens=500, num_proc=2,
+    one = prepare_data(source, tmp_path / "one", tokenizer=tiny_tokenizer, val_tokens=500, verbose=False)
+    two = prepare_data(source, tmp_path / "two", tokenizer=tiny_tokenizer, val_tokens=500, num_proc=2,
                        verbose=False)
     for split in ("train", "val"):
         assert np.array_equal(stored_stream(one, split), stored_stream(two, split))
@@ -227,11 +224,13 @@ def test_incomplete_folders_are_never_used_as_data(tmp_path):
     from nanogpt2.data import TokenLoader
 
     (tmp_path / "no_meta" / "train").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="meta.json is missing"):
+    with pytest.raises(InputError, match="no_meta"):
         TokenLoader(tmp_path / "no_meta", "train", 1, 4)
+    with pytest.raises(InputError, match="nowhere"):
+        load_meta(tmp_path / "nowhere")
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "meta.json").write_text('{"format": "nanogpt2-tok')
-    with pytest.raises(ValueError, match="incomplete or corrupt"):
+    with pytest.raises(InputError, match="partial"):
         load_meta(tmp_path / "partial")
 
 
@@ -245,9 +244,9 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_killed_run_leaves_no_data_and_the_next_run_completes(tmp_path, byte_level_tokenizer):
-    byte_level_tokenizer.save_pretrained(tmp_path / "tok")
-    source = write_jsonl(tmp_path / "big.jsonl", generated_documents(6_000, seed=3, max_words=200))
+def test_killed_run_leaves_no_data_and_the_next_run_completes(tmp_path, tiny_tokenizer):
+    tiny_tokenizer.save_pretrained(tmp_path / "tok")
+    source = write_jsonl(tmp_path / "big.jsonl", mixed_documents(6_000, seed=3, max_words=200))
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(source), str(out), str(tmp_path / "tok")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -260,12 +259,12 @@ def test_killed_run_leaves_no_data_and_the_next_run_completes(tmp_path, byte_lev
     process.wait()
     assert not out.exists()  # nothing a loader could mistake for data
     assert list(tmp_path.glob(".out.incomplete-*"))  # the dead run's work folder
-    result = prepare_data(str(source), out, tokenizer=byte_level_tokenizer, val_tokens=1000, verbose=False)
+    result = prepare_data(str(source), out, tokenizer=tiny_tokenizer, val_tokens=1000, verbose=False)
     assert load_meta(result)["documents"] == 6_000
     assert not list(tmp_path.glob(".out.incomplete-*"))  # cleaned up by the next run
 
 
-def test_max_tokens_reads_more_rounds_when_the_estimate_falls_short(tmp_path, byte_level_tokenizer, monkeypatch):
+def test_max_tokens_reads_more_rounds_when_the_estimate_falls_short(tmp_path, tiny_tokenizer, monkeypatch):
     from nanogpt2.data import prepare as prepare_module
 
     # The first documents (the calibration sample) are rare unicode, several tokens per character;
@@ -276,15 +275,15 @@ def test_max_tokens_reads_more_rounds_when_the_estimate_falls_short(tmp_path, by
     monkeypatch.setattr(prepare_module, "_tokenize_file", lambda *args: rounds.append(args) or tokenize_file(*args))
     rng = random.Random(4)
     docs = ["".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(40)) for _ in range(20)]
-    docs += generated_documents(300, seed=4)
-    lengths = [len(ids) + 1 for ids in byte_level_tokenizer(docs, split_special_tokens=True)["input_ids"]]
+    docs += mixed_documents(300, seed=4)
+    lengths = [len(ids) + 1 for ids in tiny_tokenizer(docs, split_special_tokens=True)["input_ids"]]
     cumulative = np.cumsum(lengths)
     limit = int(cumulative[-1] * 0.6)
-    out = prepare_data(str(write_jsonl(tmp_path / "d.jsonl", docs)), tmp_path / "out", tokenizer=byte_level_tokenizer,
+    out = prepare_data(str(write_jsonl(tmp_path / "d.jsonl", docs)), tmp_path / "out", tokenizer=tiny_tokenizer,
                        val_tokens=100, max_tokens=limit, verbose=False)
     meta = load_meta(out)
     assert len(rounds) >= 2
     assert meta["tokens"] == cumulative[cumulative <= limit][-1]
     assert meta["documents"] == int((cumulative <= limit).sum())
     stream = np.concatenate([stored_stream(out, "val"), stored_stream(out, "train")])
-    assert stream.tolist() == reference_ids(byte_level_tokenizer, docs[: meta["documents"]])
+    assert stream.tolist() == reference_ids(tiny_tokenizer, docs[: meta["documents"]])

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_data_prepare import generated_documents, train_byte_level_bpe, write_jsonl
+from conftest import REPO_ROOT
+from test_data_prepare import mixed_documents, write_jsonl
 
+from nanogpt2.cli import main
 from nanogpt2.data import SourceError, load_meta, prepare_data
 from nanogpt2.data.sources import SkippedRecords, local_text_batches, resolve_local_files
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_byte_level_bpe(generated_documents(100, seed=5), vocab_size=300)
+from nanogpt2.utils import InputError
 
 
 def read_all(files: list[Path], text_column: str = "text") -> tuple[list[str], SkippedRecords]:
@@ -50,10 +50,10 @@ def test_folders_and_globs_expand_sorted_and_deduplicated(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in files] == ["a.txt", "b.jsonl", "sub/c.parquet"]
 
 
-def test_empty_sources_are_an_error(tmp_path, tokenizer):
+def test_empty_sources_are_an_error(tmp_path, tiny_tokenizer):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(SourceError, match="contain no documents"):
-        prepare_data(str(tmp_path / "empty.jsonl"), tmp_path / "out", tokenizer=tokenizer, verbose=False)
+        prepare_data(str(tmp_path / "empty.jsonl"), tmp_path / "out", tokenizer=tiny_tokenizer, verbose=False)
     assert not (tmp_path / "out").exists()
 
 
@@ -66,15 +66,15 @@ def test_jsonl_errors_name_file_and_line(tmp_path):
     }
     for name, (content, message) in cases.items():
         (tmp_path / name).write_text(content)
-        with pytest.raises(SourceError, match=message):
+        with pytest.raises(InputError, match=message):  # SourceError, or utils.iter_jsonl's InputError
             read_all([tmp_path / name])
     (tmp_path / "latin1.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
-    with pytest.raises(SourceError, match="latin1.jsonl:2: not valid UTF-8"):
+    with pytest.raises(InputError, match="latin1.jsonl:2: not valid UTF-8"):
         read_all([tmp_path / "latin1.jsonl"])
 
 
-def test_null_text_is_skipped_and_counted_in_meta(tmp_path, tokenizer):
-    docs = generated_documents(30, seed=6)
+def test_null_text_is_skipped_and_counted_in_meta(tmp_path, tiny_tokenizer):
+    docs = mixed_documents(30, seed=6)
     write_jsonl(tmp_path / "a.jsonl", [docs[0], None, *docs[1:20], None])
     table = pa.table({"content": pa.array([*docs[20:], None], type=pa.large_string())})
     pq.write_table(table, tmp_path / "b.parquet")
@@ -86,7 +86,7 @@ def test_null_text_is_skipped_and_counted_in_meta(tmp_path, tokenizer):
     texts, skipped = read_all([tmp_path / "b.parquet"], text_column="content")
     assert texts == docs[20:] and skipped.null_text == 1 and skipped.first.endswith("b.parquet: row 10")
 
-    out = prepare_data(str(tmp_path / "a.jsonl"), tmp_path / "out", tokenizer=tokenizer, val_tokens=10,
+    out = prepare_data(str(tmp_path / "a.jsonl"), tmp_path / "out", tokenizer=tiny_tokenizer, val_tokens=10,
                        verbose=False)
     meta = load_meta(out)
     assert meta["skipped_null_text"] == 2 and meta["documents"] == 20
@@ -110,7 +110,7 @@ def test_undecodable_txt_names_file_and_byte(tmp_path):
 
 
 def test_fast_jsonl_reader_agrees_with_line_reader(tmp_path):
-    docs = generated_documents(50, seed=7)
+    docs = mixed_documents(50, seed=7)
     docs[3] = 'quotes " and \\ backslashes \u2028 separators \x00 nul'
     lines = [json.dumps({"text": d, "meta": {"n": i}}) for i, d in enumerate(docs)]
     (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
@@ -129,11 +129,11 @@ def test_fast_jsonl_reader_agrees_with_line_reader(tmp_path):
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-def test_fineweb_edu_source_shares_the_local_pipeline(tmp_path, tokenizer, monkeypatch, streaming):
+def test_fineweb_edu_source_shares_the_local_pipeline(tmp_path, tiny_tokenizer, monkeypatch, streaming):
     """The Hub source (replaced by an in-memory dataset: no Hub here) goes through the same pipeline."""
     import datasets
 
-    docs = generated_documents(60, seed=8)
+    docs = mixed_documents(60, seed=8)
     calls = []
 
     def fake_load_dataset(path, name=None, split=None, streaming=False):
@@ -142,33 +142,38 @@ def test_fineweb_edu_source_shares_the_local_pipeline(tmp_path, tokenizer, monke
         return dataset.to_iterable_dataset() if streaming else dataset
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    out = prepare_data("fineweb-edu", tmp_path / "out", tokenizer=tokenizer, subset="sample-100BT", val_tokens=50,
+    out = prepare_data("fineweb-edu", tmp_path / "out", tokenizer=tiny_tokenizer, subset="sample-100BT", val_tokens=50,
                        max_docs=40, streaming=streaming, verbose=False)
     meta = load_meta(out)
     assert calls == [("HuggingFaceFW/fineweb-edu", "sample-100BT", "train", streaming)]
     assert (meta["source"], meta["subset"], meta["documents"], meta["skipped_null_text"]) == (
         "fineweb-edu", "sample-100BT", 40, 1)
-    local = prepare_data(str(write_jsonl(tmp_path / "d.jsonl", docs[:40])), tmp_path / "local", tokenizer=tokenizer,
-                         val_tokens=50, verbose=False)
+    local = prepare_data(str(write_jsonl(tmp_path / "d.jsonl", docs[:40])), tmp_path / "local",
+                         tokenizer=tiny_tokenizer, val_tokens=50, verbose=False)
     for split in ("train", "val"):
         assert load_meta(local)["splits"][split]["tokens"] == meta["splits"][split]["tokens"]
 
 
-def test_command_line_reports_bad_input_and_prepares_data(tmp_path, tokenizer, capsys):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
-    spec = importlib.util.spec_from_file_location("prepare_data_script", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    tokenizer.save_pretrained(tmp_path / "tok")
+def test_prepare_command_reports_bad_input_and_prepares_data(tmp_path, tiny_tokenizer_dir, capsys):
     (tmp_path / "bad.jsonl").write_text('{"body": "x"}\n')
-    common = ["--tokenizer", str(tmp_path / "tok"), "--num-proc", "1", "--val-tokens", "20"]
-    assert module.main(["--source", str(tmp_path / "bad.jsonl"), "--output-dir", str(tmp_path / "o"), *common]) == 2
-    assert "bad.jsonl:1: no 'text' field" in capsys.readouterr().err
-    write_jsonl(tmp_path / "good.jsonl", generated_documents(30, seed=9))
-    argv = ["--source", str(tmp_path / "good.jsonl"), "--output-dir", str(tmp_path / "o"), *common]
-    assert module.main(argv) == 0 and load_meta(tmp_path / "o")["documents"] == 30
-    assert module.main(argv) == 0 and "nothing to do" in capsys.readouterr().err
-    assert module.main([*argv, "--max-docs", "5"]) == 2
-    assert "different arguments (max_docs)" in capsys.readouterr().err
+    common = ["--tokenizer", str(tiny_tokenizer_dir), "--num-proc", "1", "--val-tokens", "20"]
+    assert main(["prepare", "--source", str(tmp_path / "bad.jsonl"), "--output-dir", str(tmp_path / "o"), *common]) == 2
+    assert f"{tmp_path / 'bad.jsonl'}:1:" in capsys.readouterr().err
+    write_jsonl(tmp_path / "good.jsonl", mixed_documents(30, seed=9))
+    argv = ["prepare", "--source", str(tmp_path / "good.jsonl"), "--output-dir", str(tmp_path / "o"), *common]
+    assert main(argv) == 0 and load_meta(tmp_path / "o")["documents"] == 30
+    meta_mtime = (tmp_path / "o" / "meta.json").stat().st_mtime_ns
+    assert main(argv) == 0 and (tmp_path / "o" / "meta.json").stat().st_mtime_ns == meta_mtime  # nothing to do
+    capsys.readouterr()
+    assert main([*argv, "--max-docs", "5"]) == 2
+    assert "max_docs" in capsys.readouterr().err  # names what differs
+    assert main([*argv, "--val-tokens", "-1"]) == 2
+
+
+def test_prepare_script_on_a_missing_source_is_one_line_and_exit_2(tmp_path):
+    missing = tmp_path / "nowhere.jsonl"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "prepare_data.py"), "--source", str(missing),
+                           "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert str(missing) in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()

@@ -10,14 +10,15 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModel, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, pipeline
 
+from nanogpt2.cli import main as nanogpt2_main
 from nanogpt2.modeling import (
     NanoGPT2Config,
     NanoGPT2LMHeadModel,
     NanoGPT2Model,
     convert_from_hf_gpt2,
     convert_to_hf_gpt2,
+    padded_vocab_size,
 )
-from nanogpt2.modeling.convert import main as convert_main
 
 SMALL_CONFIGS = [
     dict(vocab_size=97, n_positions=32, n_embd=16, n_layer=1, n_head=1),
@@ -45,6 +46,10 @@ def tiny_nanogpt2(seed: int = 0, **cfg) -> NanoGPT2LMHeadModel:
 def test_logits_and_loss_match_transformers_gpt2_both_directions(cfg):
     hf = hf_gpt2(**cfg)
     x = torch.randint(0, cfg["vocab_size"], (3, cfg["n_positions"] // 2))
+    # The round trip keeps the config too (epsilon, inner width, special ids), not only the weights.
+    back = convert_to_hf_gpt2(convert_from_hf_gpt2(hf)).config.to_dict()
+    assert {k: back[k] for k in hf.config.to_dict() if k not in ("architectures", "dtype")} == {
+        k: v for k, v in hf.config.to_dict().items() if k not in ("architectures", "dtype")}
     with torch.no_grad():
         ref = hf(x, labels=x)
         ours = convert_from_hf_gpt2(hf)(x, labels=x)
@@ -286,19 +291,35 @@ def test_pipeline_with_real_gpt2_tokenizer_offline(tmp_path, gpt2_tokenizer_dir)
     assert text.startswith("Hello world")
 
 
-def test_convert_command_line_both_directions(tmp_path):
-    hf = hf_gpt2(vocab_size=101, n_positions=32, n_embd=32, n_layer=2, n_head=2)
+def test_padded_vocab_size_rounds_up_to_the_multiple():
+    assert [padded_vocab_size(n) for n in (50257, 64, 65, 1)] == [50304, 64, 128, 64]
+    assert padded_vocab_size(101, 8) == 104
+
+
+def test_convert_command_line_both_directions(tmp_path, tiny_tokenizer):
+    hf = hf_gpt2(vocab_size=len(tiny_tokenizer), n_positions=32, n_embd=32, n_layer=2, n_head=2)
     hf.save_pretrained(tmp_path / "gpt2")
-    convert_main(["--from-hf", str(tmp_path / "gpt2"), "--out", str(tmp_path / "nano"), "--pad-vocab", "64"])
+    tiny_tokenizer.save_pretrained(tmp_path / "gpt2")
+    assert nanogpt2_main(["convert", "--from-hf", str(tmp_path / "gpt2"), "--out", str(tmp_path / "nano"),
+                          "--pad-vocab", "64"]) == 0
     nano = AutoModelForCausalLM.from_pretrained(tmp_path / "nano")
-    assert isinstance(nano, NanoGPT2LMHeadModel) and nano.config.vocab_size == 128
-    convert_main(["--to-hf", str(tmp_path / "nano"), "--out", str(tmp_path / "back")])
+    assert isinstance(nano, NanoGPT2LMHeadModel) and nano.config.vocab_size == padded_vocab_size(len(tiny_tokenizer))
+    assert (tmp_path / "nano" / "tokenizer.json").is_file()  # the source's tokenizer travels along
+    assert nanogpt2_main(["convert", "--to-hf", str(tmp_path / "nano"), "--out", str(tmp_path / "back")]) == 0
     back = GPT2LMHeadModel.from_pretrained(tmp_path / "back")
     assert "auto_map" not in json.loads((tmp_path / "back" / "config.json").read_text())
-    x = torch.randint(0, 101, (2, 10))
+    x = torch.randint(0, len(tiny_tokenizer), (2, 10))
     with torch.no_grad():
         assert (back(x).logits - hf(x).logits).abs().max() <= 1e-5
-        assert (nano(x).logits[..., :101] - hf(x).logits).abs().max() <= 1e-5
+        assert (nano(x).logits[..., :len(tiny_tokenizer)] - hf(x).logits).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("direction", ["--from-hf", "--to-hf"])
+def test_convert_names_a_source_it_cannot_load(direction, tmp_path, capsys):
+    assert nanogpt2_main(["convert", direction, "no-such-user/no-such-model", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-user/no-such-model" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_training_forward_compiles_as_one_graph():
@@ -316,3 +337,16 @@ def test_training_forward_compiles_as_one_graph():
     compiled_loss.backward()
     assert torch.allclose(compiled_loss, eager_loss, atol=1e-6)
     assert torch.allclose(model.transformer.wte.weight.grad, eager_grad, atol=1e-6)
+
+
+def test_forward_compiles_with_dynamic_shapes():
+    # Evaluation compiles with dynamic=True (sequence lengths vary): the causal-attention choice must not
+    # hand SDPA a symbolic bool, at any length, a single token included.
+    torch._dynamo.reset()
+    model = tiny_nanogpt2(vocab_size=320, tokenizer_vocab_size=300).eval()
+    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend="eager")
+    for length in (16, 9, 1):
+        x = torch.randint(0, 300, (2, length))
+        got = compiled(input_ids=x, use_cache=False).logits
+        assert torch.allclose(got, model(input_ids=x, use_cache=False).logits, atol=1e-5), length
+    torch._dynamo.reset()

@@ -1,4 +1,5 @@
-"""scripts/quickstart.py end to end at a reduced size: corpus -> tokenizer -> shards -> train -> reload."""
+"""`nanogpt2 quickstart` end to end at a reduced size (corpus -> tokenizer -> shards -> train -> reload), and
+its tokenizer choice."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO_ROOT
+from huggingface_hub import constants
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = REPO_ROOT / "scripts" / "quickstart.py"
+from nanogpt2.cli import main
+from nanogpt2.quickstart import tokenizer as quickstart_tokenizer
+from nanogpt2.quickstart.pipeline import STATE_FILE
+from nanogpt2.quickstart.tokenizer import TRAINED, choose_tokenizer, hub_reachable
+from nanogpt2.utils import InputError, read_jsonl
 
-try:
-    from nanogpt2.training import train  # noqa: F401
-except ImportError as error:  # the pipeline needs the training package
-    pytest.skip(f"nanogpt2.training.train is not importable ({error})", allow_module_level=True)
-
+STAGES = ["corpus", "tokenizer", "data", "pretraining", "reload"]
 # A model and run small enough for seconds on a CPU; everything else is the quickstart's own path.
 TINY = [
     "--max-tokens", "30000", "--val-tokens", "2048", "--vocab-size", "512",
@@ -33,30 +35,26 @@ def run_quickstart(out: Path, *args: str) -> subprocess.CompletedProcess:
     hf_home = out.parent / "hf_home"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "HF_HOME": str(hf_home),
            "HF_HUB_CACHE": str(hf_home / "hub")}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *args],
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "quickstart.py"), "--out", str(out), *args],
                           capture_output=True, text=True, timeout=600, env=env, cwd=REPO_ROOT)
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-5000:]}"
     return done
 
 
-def metric_records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_quickstart_default_path_offline(tmp_path: Path) -> None:
     out = tmp_path / "quickstart"
     done = run_quickstart(out, "--max-steps", "4", *TINY)
-    stdout = done.stdout
     for index in range(1, 6):
-        assert f"[{index}/5]" in stdout
-    # Offline: the tokenizer is trained on the built-in corpus and HellaSwag is skipped, both said.
-    assert "Python's own documentation" in stdout
-    assert "a byte-level BPE with GPT-2's pre-tokenization trained on the corpus" in stdout
-    assert "because GPT-2's tokenizer is unavailable" in stdout
-    assert "HellaSwag: skipped" in stdout and "pass --hellaswag FILE.jsonl" in stdout
+        assert f"[{index}/5]" in done.stdout
+    # Offline: the tokenizer is trained on the built-in corpus and HellaSwag is skipped.
+    state = json.loads((out / STATE_FILE).read_text())
+    assert state["tokenizer"]["source"] == TRAINED and "HF_HUB_OFFLINE" in state["tokenizer"]["reason"]
+    assert state["sources"] == [str(out / "corpus" / "python_docs.jsonl")]
+    last = state["last_run"]
+    assert last["step"] == 4 and last["reloaded"] and last["hellaswag_source"] is None
+    assert list(last["seconds"]) == [*STAGES, "total"] and last["seconds"]["total"] >= last["seconds"]["pretraining"]
     # The reload ran the folder's own code (transformers_modules.*), not the installed package.
-    assert "loaded transformers_modules." in stdout and "--- sample 2/2 ---" in stdout
-    assert "Done in" in stdout and f"final model  {out / 'final'}" in stdout
+    assert "loaded transformers_modules." in done.stdout and "--- sample 2/2 ---" in done.stdout
 
     assert (out / "corpus" / "python_docs.jsonl").is_file()
     meta = json.loads((out / "data" / "meta.json").read_text())
@@ -65,7 +63,7 @@ def test_quickstart_default_path_offline(tmp_path: Path) -> None:
     assert config["model"]["n_layer"] == 1 and config["model"]["vocab_size"] == 512
     assert config["train"]["max_steps"] == 4 and config["data"]["path"] == str(out / "data")
 
-    records = metric_records(out)
+    records = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert [r["step"] for r in records if "val_loss" in r] == [2, 4]
     loss_png = out / "plots" / "loss.png"
@@ -96,19 +94,67 @@ def test_quickstart_gpt2_tokenizer_hellaswag_and_rerun(
     ))
     common = ["--source", str(corpus), "--tokenizer", str(gpt2_tokenizer_dir), "--hellaswag",
               str(hellaswag_val_path), *TINY, "eval.hellaswag_limit=8"]
-    first = run_quickstart(out, "--max-steps", "2", *common)
-    assert f"your files: 1 file(s) from {corpus}" in first.stdout
-    assert f"using {gpt2_tokenizer_dir} (50,257 tokens)" in first.stdout
-    assert f"HellaSwag: from {hellaswag_val_path}" in first.stdout
-    assert "HellaSwag acc_norm" in first.stdout  # in the summary
+    run_quickstart(out, "--max-steps", "2", *common)
+    state = json.loads((out / STATE_FILE).read_text())
+    assert state["sources"] == [str(corpus)] and state["tokenizer"] == {
+        "source": str(gpt2_tokenizer_dir), "vocab_size": 50257, "reason": ""}
+    assert state["last_run"]["hellaswag_source"] == str(hellaswag_val_path)
+    assert not state["last_run"]["tokenizer_reused"]
     assert json.loads((out / "final" / "config.json").read_text())["vocab_size"] == 50304
+    meta_written = (out / "data" / "meta.json").stat().st_mtime_ns
 
     # Same command with more steps: reuses the tokenizer and data, continues from the checkpoint.
-    second = run_quickstart(out, "--max-steps", "4", *common)
-    assert "[reused from" in second.stdout
-    assert "resumed from" in second.stdout + second.stderr
-    records = metric_records(out)
-    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    run_quickstart(out, "--max-steps", "4", *common)
+    last = json.loads((out / STATE_FILE).read_text())["last_run"]
+    assert last["tokenizer_reused"] and last["step"] == 4
+    assert (out / "data" / "meta.json").stat().st_mtime_ns == meta_written
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # steps 1-2 were not run again
     hellaswag = [r for r in records if "hellaswag_acc_norm" in r]
     assert hellaswag and all(r["hellaswag_n"] == 8 for r in hellaswag)
     assert (out / "plots" / "hellaswag.png").stat().st_size > 10_000
+
+
+def test_quickstart_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "precious.txt").write_text("not made by the quickstart")
+    cases = [
+        (["--out", str(tmp_path / "theirs"), "--fresh"], str(tmp_path / "theirs")),  # refuses to delete it
+        (["--out", str(tmp_path / "a"), "--source", str(tmp_path / "nowhere.jsonl")], "nowhere.jsonl"),
+        (["--out", str(tmp_path / "b"), "--max-steps", "0"], "--max-steps"),
+    ]
+    for args, named in cases:
+        assert main(["quickstart", *args]) == 2
+        err = capsys.readouterr().err
+        assert named in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "theirs" / "precious.txt").is_file()
+
+
+def test_choose_tokenizer_falls_back_to_training_offline(monkeypatch) -> None:
+    # conftest sets HF_HUB_OFFLINE=1; an id that no cache holds stands for GPT-2: "auto" must train, and say why.
+    monkeypatch.setattr(quickstart_tokenizer, "DEFAULT_TOKENIZER", "nanogpt2-tests/no-such-tokenizer")
+    texts = ["the model reads the docs and learns the words"] * 20
+    tokenizer, choice = choose_tokenizer("auto", texts, vocab_size=300)
+    assert choice.source == TRAINED and "nanogpt2-tests/no-such-tokenizer" in choice.reason
+    assert choice.vocab_size == len(tokenizer) <= 300
+    assert choose_tokenizer("train", texts, vocab_size=300)[1].reason  # says why it trained
+    with pytest.raises(ValueError, match="corpus"):
+        choose_tokenizer("auto")
+    with pytest.raises(InputError, match="/nonexistent/tokenizer"):
+        choose_tokenizer("/nonexistent/tokenizer")
+
+
+def test_choose_tokenizer_uses_a_given_gpt2_folder(gpt2_tokenizer_dir: Path) -> None:
+    tokenizer, choice = choose_tokenizer(str(gpt2_tokenizer_dir))
+    assert tokenizer("Hello world")["input_ids"] == [15496, 995]
+    assert (choice.source, choice.vocab_size, choice.reason) == (str(gpt2_tokenizer_dir), 50257, "")
+
+
+def test_hub_reachable_honours_offline_mode(monkeypatch) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    reachable, why = hub_reachable()
+    assert not reachable and "HF_HUB_OFFLINE" in why
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing answers
+    reachable, why = hub_reachable(timeout_s=1)
+    assert not reachable and "127.0.0.1:9" in why

@@ -6,28 +6,27 @@ import sys
 from pathlib import Path
 
 import pytest
-from _train_helpers import cached_run, cached_tiny_data, start_pretrain, subprocess_env, tiny_cli_args, training_losses
+from _train_helpers import start_pretrain, subprocess_env, tiny_cli_args, training_losses
+
+from nanogpt2.utils import read_jsonl
 
 
 def test_two_processes_match_one_process_with_double_accumulation(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+    tiny_data: Path, reference_run: Path, tmp_path: Path
 ) -> None:
-    data = cached_tiny_data(tmp_path_factory)
     # One process: 2 micro-steps of 4 x 32 per step. Two processes: 1 micro-step each, same 256 tokens.
-    single = cached_run("reference", tmp_path_factory, "checkpoint.keep_last=2")
+    data, single = tiny_data, reference_run
     out = tmp_path / "ddp"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     proc = start_pretrain(tiny_cli_args(data, out, "checkpoint.keep_last=2"), subprocess_env(), launcher)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
-    assert "1 micro-step(s) of 4 x 32 tokens on each of 2 process(es)" in output
+    assert "1 micro-step(s) of 4 x 32 tokens on each of 2 process(es) (MULTI_CPU)" in output
 
     one, two = training_losses(single), training_losses(out)
     assert sorted(two) == list(range(1, 9))
     for step in one:
         assert two[step] == pytest.approx(one[step], abs=1e-5), f"step {step}"
-    from nanogpt2.training.metrics_log import read_jsonl
-
     val_one = [r["val_loss"] for r in read_jsonl(single / "metrics.jsonl") if "val_loss" in r]
     val_two = [r["val_loss"] for r in read_jsonl(out / "metrics.jsonl") if "val_loss" in r]
     assert val_two == pytest.approx(val_one, abs=1e-5)

@@ -8,19 +8,16 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from _train_helpers import (
-    cached_run,
-    cached_tiny_data,
-    reset_accelerate,
     start_pretrain,
     subprocess_env,
     tiny_cli_args,
     tiny_config,
+    train_in_process,
     training_losses,
 )
 
-from nanogpt2.training.metrics_log import read_jsonl
+from nanogpt2.utils import read_jsonl
 
 # Long enough (40 steps) that a signal sent after step 3 lands mid-run.
 FAULT_OVERRIDES = ("train.max_steps=40", "train.warmup_steps=5", "checkpoint.every=5", "checkpoint.keep_last=2",
@@ -28,13 +25,10 @@ FAULT_OVERRIDES = ("train.max_steps=40", "train.warmup_steps=5", "checkpoint.eve
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_tiny_data(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def straight_losses(tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
-    return training_losses(cached_run("faults_straight", tmp_path_factory, *FAULT_OVERRIDES))
+def straight_losses(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
+    out = tmp_path_factory.mktemp("straight") / "run"
+    train_in_process(tiny_config(tiny_data, out, *FAULT_OVERRIDES))
+    return training_losses(out)
 
 
 def _wait_for_step(proc: subprocess.Popen, metrics: Path, step: int, timeout: float = 120.0) -> int:
@@ -53,16 +47,7 @@ def _wait_for_step(proc: subprocess.Popen, metrics: Path, step: int, timeout: fl
 
 
 def _finish_in_process(data: Path, out: Path) -> None:
-    from nanogpt2.training import train
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    reset_accelerate()
-    try:
-        result = train(tiny_config(data, out, *FAULT_OVERRIDES))
-    finally:
-        reset_accelerate()
-        torch.set_num_threads(threads)
+    result = train_in_process(tiny_config(data, out, *FAULT_OVERRIDES))
     assert result.step == 40 and result.stopped_by is None
 
 

@@ -9,45 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_helpers import (
-    cached_run,
-    cached_tiny_data,
-    reset_accelerate,
-    tiny_config,
-    train_tiny_tokenizer,
-    training_losses,
-)
+import yaml
+from _train_helpers import tiny_cli_args, tiny_config, train_in_process, training_losses
+from conftest import generated_documents
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_tiny_data(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """Each run builds its own Accelerator; accelerate keeps process-wide singletons between them.
-    One thread: the runs are tiny, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    reset_accelerate()
-    yield
-    reset_accelerate()
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def reference_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 uninterrupted steps, checkpoints at 4 and 8 (both kept)."""
-    return cached_run("reference", tmp_path_factory, "checkpoint.keep_last=2")
+from nanogpt2.cli import main as nanogpt2
+from nanogpt2.data import train_byte_level_bpe
+from nanogpt2.publishing import hub
+from nanogpt2.training import CheckpointError, ConfigError, NonFiniteLossError, config_from_dict, trainer
+from nanogpt2.utils import read_jsonl
 
 
 def test_run_folder_has_metrics_checkpoints_final_model(reference_run: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from nanogpt2.training import config_from_dict
-    from nanogpt2.training.metrics_log import read_jsonl
-
     records = read_jsonl(reference_run / "metrics.jsonl")
     steps = [r for r in records if "loss" in r]
     assert [r["step"] for r in steps] == list(range(1, 9))
@@ -63,8 +37,6 @@ def test_run_folder_has_metrics_checkpoints_final_model(reference_run: Path) -> 
     assert all(s["text"].startswith("Hello, I'm a language model,") for s in samples)
 
     assert [p.name for p in sorted((reference_run / "checkpoints").iterdir())] == ["step_0000004", "step_0000008"]
-    import yaml
-
     saved = config_from_dict(yaml.safe_load((reference_run / "config.yaml").read_text()))
     assert saved.train.max_steps == 8 and saved.model.n_embd == 32
 
@@ -83,13 +55,11 @@ def test_run_folder_has_metrics_checkpoints_final_model(reference_run: Path) -> 
 
 def test_resume_continues_bitwise_identically(reference_run: Path, tmp_path: Path, tiny_data: Path) -> None:
     """A run restarted from the step-4 checkpoint logs the same losses for steps 5-8, to the bit."""
-    from nanogpt2.training import train
-
     out = tmp_path / "resumed"
     (out / "checkpoints").mkdir(parents=True)
     shutil.copytree(reference_run / "checkpoints" / "step_0000004", out / "checkpoints" / "step_0000004")
     shutil.copy(reference_run / "metrics.jsonl", out / "metrics.jsonl")  # holds steps 5-8 that get redone
-    result = train(tiny_config(tiny_data, out))
+    result = train_in_process(tiny_config(tiny_data, out))
     assert result.step == 8 and result.stopped_by is None
     assert training_losses(out) == training_losses(reference_run)
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "val_loss" in line]
@@ -97,30 +67,25 @@ def test_resume_continues_bitwise_identically(reference_run: Path, tmp_path: Pat
 
 
 def test_resume_from_an_explicit_checkpoint_path(reference_run: Path, tmp_path: Path, tiny_data: Path) -> None:
-    from nanogpt2.training import train
-
     out = tmp_path / "explicit"
-    result = train(tiny_config(tiny_data, out, "train.max_steps=8",
+    result = train_in_process(tiny_config(tiny_data, out, "train.max_steps=8",
                                f"resume={reference_run / 'checkpoints' / 'step_0000008'}", "eval.num_samples=0"))
     assert result.step == 8 and not training_losses(out)  # nothing left to train, final model written
     assert (out / "final" / "model.safetensors").is_file()
-    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
-        train(tiny_config(tiny_data, tmp_path / "bad", f"resume={tmp_path}"))
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        train_in_process(tiny_config(tiny_data, tmp_path / "bad", f"resume={tmp_path / 'missing'}"))
 
 
 def test_wandb_offline_run_is_continued_on_resume(tmp_path: Path, tiny_data: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from nanogpt2.training import train
-
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "wandb_run"
     extra = ("logging.tracker=wandb", "train.max_steps=4", "checkpoint.every=2", "eval.every=2",
              "logging.project=nanogpt2-tests")
-    train(tiny_config(tiny_data, out, *extra))
+    train_in_process(tiny_config(tiny_data, out, *extra))
     shutil.rmtree(out / "checkpoints" / "step_0000004")
-    reset_accelerate()
-    train(tiny_config(tiny_data, out, *extra))
+    train_in_process(tiny_config(tiny_data, out, *extra))
     runs = sorted((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 2
     run_ids = {p.name.rsplit("-", 1)[1] for p in runs}
@@ -132,9 +97,7 @@ def test_wandb_offline_run_is_continued_on_resume(tmp_path: Path, tiny_data: Pat
 
 def test_non_finite_loss_stops_with_the_step_and_no_checkpoint(tmp_path: Path, tiny_data: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from nanogpt2.training import NonFiniteLossError, loop, train
-
-    real_build = loop.build_model
+    real_build = trainer.build_model
 
     def build_poisoned(*args, **kwargs):
         model = real_build(*args, **kwargs)
@@ -149,44 +112,37 @@ def test_non_finite_loss_stops_with_the_step_and_no_checkpoint(tmp_path: Path, t
         model.register_forward_hook(poison)
         return model
 
-    monkeypatch.setattr(loop, "build_model", build_poisoned)
+    monkeypatch.setattr(trainer, "build_model", build_poisoned)
     out = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match="at step 3"):
-        train(tiny_config(tiny_data, out, "checkpoint.every=2", "eval.every=100"))
+        train_in_process(tiny_config(tiny_data, out, "checkpoint.every=2", "eval.every=100"))
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_0000002"]
     assert sorted(training_losses(out)) == [1, 2]
 
 
 def test_tokenizer_other_than_the_datas_is_an_error(tmp_path: Path, tiny_data: Path) -> None:
-    from _train_helpers import generated_documents
-
-    from nanogpt2.training import train
-
-    other = train_tiny_tokenizer(generated_documents(50, seed=1), tmp_path / "other_tokenizer", vocab_size=280)
-    with pytest.raises(ValueError, match="is not the tokenizer the data"):
-        train(tiny_config(tiny_data, tmp_path / "run", f"data.tokenizer={other}"))
+    other = tmp_path / "other_tokenizer"
+    train_byte_level_bpe(generated_documents(50, seed=1), 280, other)
+    with pytest.raises(ConfigError, match="data.tokenizer: .* is not the tokenizer the data"):
+        train_in_process(tiny_config(tiny_data, tmp_path / "run", f"data.tokenizer={other}"))
     # The data's own tokenizer given explicitly is accepted.
-    result = train(tiny_config(tiny_data, tmp_path / "run2", f"data.tokenizer={tiny_data / 'tokenizer'}",
+    result = train_in_process(tiny_config(tiny_data, tmp_path / "run2", f"data.tokenizer={tiny_data / 'tokenizer'}",
                                "train.max_steps=1", "eval.num_samples=0"))
     assert result.step == 1
 
 
 def test_batch_that_does_not_divide_is_an_error(tmp_path: Path, tiny_data: Path) -> None:
-    from nanogpt2.training import ConfigError, train
-
     with pytest.raises(ConfigError, match="train.total_batch_tokens: 300 is not a multiple of"):
-        train(tiny_config(tiny_data, tmp_path / "run", "train.total_batch_tokens=300"))
+        train_in_process(tiny_config(tiny_data, tmp_path / "run", "train.total_batch_tokens=300"))
 
 
 def test_hellaswag_is_scored_at_each_evaluation(tmp_path: Path, tiny_data: Path, hellaswag_val_path: Path) -> None:
-    from nanogpt2.training import train
-    from nanogpt2.training.metrics_log import read_jsonl
-
     out = tmp_path / "hellaswag"
     # A context of 512: HellaSwag examples are long in the tiny tokenizer's small vocabulary.
-    train(tiny_config(tiny_data, out, "model.seq_len=512", "train.micro_batch_size=1", "train.total_batch_tokens=512",
-                      "eval.val_tokens=512", "train.max_steps=2", "eval.every=1", "eval.hellaswag=true",
-                      f"eval.hellaswag_path={hellaswag_val_path}", "eval.hellaswag_limit=6", "eval.num_samples=0"))
+    train_in_process(tiny_config(tiny_data, out, "model.seq_len=512", "train.micro_batch_size=1",
+                                 "train.total_batch_tokens=512", "eval.val_tokens=512", "train.max_steps=2",
+                                 "eval.every=1", "eval.hellaswag=true", f"eval.hellaswag_path={hellaswag_val_path}",
+                                 "eval.hellaswag_limit=6", "eval.num_samples=0"))
     evals = [r for r in read_jsonl(out / "metrics.jsonl") if "val_loss" in r]
     assert [r["step"] for r in evals] == [1, 2]
     for record in evals:
@@ -199,12 +155,9 @@ def test_hellaswag_is_scored_at_each_evaluation(tmp_path: Path, tiny_data: Path,
 def test_unloadable_hellaswag_is_reported_once_and_training_goes_on(
     tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from nanogpt2.training import train
-    from nanogpt2.training.metrics_log import read_jsonl
-
     out = tmp_path / "no_hellaswag"
     missing = tmp_path / "missing.jsonl"
-    result = train(tiny_config(tiny_data, out, "train.max_steps=2", "eval.every=1", "eval.hellaswag=true",
+    result = train_in_process(tiny_config(tiny_data, out, "train.max_steps=2", "eval.every=1", "eval.hellaswag=true",
                                f"eval.hellaswag_path={missing}", "eval.num_samples=0"))
     assert result.step == 2
     said = capsys.readouterr().out
@@ -215,15 +168,12 @@ def test_unloadable_hellaswag_is_reported_once_and_training_goes_on(
 def test_resume_none_refuses_a_folder_with_checkpoints_and_rollback_drops_later_ones(
     reference_run: Path, tmp_path: Path, tiny_data: Path
 ) -> None:
-    from nanogpt2.training import ConfigError, train
-
     out = tmp_path / "rollback"
     shutil.copytree(reference_run / "checkpoints", out / "checkpoints")
     shutil.copy(reference_run / "metrics.jsonl", out / "metrics.jsonl")
     with pytest.raises(ConfigError, match="resume: 'none' would start over"):
-        train(tiny_config(tiny_data, out, "resume=none"))
-    reset_accelerate()
-    result = train(tiny_config(tiny_data, out, f"resume={out / 'checkpoints' / 'step_0000004'}",
+        train_in_process(tiny_config(tiny_data, out, "resume=none"))
+    result = train_in_process(tiny_config(tiny_data, out, f"resume={out / 'checkpoints' / 'step_0000004'}",
                                "train.max_steps=6", "checkpoint.every=100", "eval.num_samples=0"))
     assert result.step == 6
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_0000004", "step_0000006"]
@@ -233,30 +183,69 @@ def test_resume_none_refuses_a_folder_with_checkpoints_and_rollback_drops_later_
 def test_hub_push_of_checkpoints_and_final_model_survives_a_failure(
     tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import huggingface_hub
+    from test_publishing import FlakyApi
 
-    from nanogpt2.training import train
-
-    class FailingOnceApi:
-        uploads: list[str] = []
-
-        def __init__(self) -> None:
-            self.failed = False
-
-        def create_repo(self, repo_id: str, **kwargs) -> None:
-            pass
-
-        def upload_folder(self, *, folder_path: str, path_in_repo: str, **kwargs) -> None:
-            if not self.failed:
-                self.failed = True
-                raise OSError("Hub unavailable")
-            FailingOnceApi.uploads.append(path_in_repo)
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FailingOnceApi)
+    api = FlakyApi(failures=1)
+    monkeypatch.setattr(hub, "HfApi", lambda: api)
+    monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", False)
     out = tmp_path / "pushed"
-    result = train(tiny_config(tiny_data, out, "train.max_steps=4", "checkpoint.every=2", "eval.every=4",
-                               "eval.num_samples=0", "hub.push=true", "hub.repo_id=user/tiny",
-                               "hub.push_checkpoints=true"))
+    result = train_in_process(tiny_config(tiny_data, out, "train.max_steps=4", "checkpoint.every=2", "eval.every=4",
+                                          "eval.num_samples=0", "hub.push=true", "hub.repo_id=user/tiny",
+                                          "hub.push_checkpoints=true"))
     assert result.final_dir is not None
     # step 2's push failed, was retried with the next push, and training never noticed.
-    assert sorted(FailingOnceApi.uploads) == ["", "checkpoints/step_0000002", "checkpoints/step_0000004"]
+    assert sorted(path_in_repo for _, path_in_repo, _ in api.uploads) == [
+        "", "checkpoints/step_0000002", "checkpoints/step_0000004"]
+    assert api.repos == [("user/tiny", True)]
+
+
+def _damage(checkpoint: Path, how: str) -> None:
+    weights = checkpoint / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    if how == "truncated":  # a partial copy: the file ends early
+        del data[len(data) // 2:]
+    else:  # bit rot: one bit flipped inside the tensor data, the size unchanged
+        data[-100] ^= 0x10
+    weights.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped"])
+def test_damaged_newest_checkpoint_is_set_aside_and_the_run_continues_exactly(
+    reference_run: Path, tmp_path: Path, tiny_data: Path, how: str, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "damaged"
+    shutil.copytree(reference_run / "checkpoints", out / "checkpoints")
+    shutil.copy(reference_run / "metrics.jsonl", out / "metrics.jsonl")
+    _damage(out / "checkpoints" / "step_0000008", how)
+
+    result = train_in_process(tiny_config(tiny_data, out))  # resume=auto
+
+    assert result.step == 8 and result.final_dir is not None
+    said = capsys.readouterr().out
+    assert "step_0000008" in said and "damaged" in said
+    assert (out / "checkpoints" / "step_0000008.damaged" / "model.safetensors").is_file()  # kept, not deleted
+    assert training_losses(out) == training_losses(reference_run)  # steps 5-8 again, to the bit
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step_0000004", "step_0000008", "step_0000008.damaged"]
+
+
+def test_resume_path_to_a_damaged_checkpoint_is_a_clear_error(
+    reference_run: Path, tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    damaged = tmp_path / "step_0000004"
+    shutil.copytree(reference_run / "checkpoints" / "step_0000004", damaged)
+    _damage(damaged, "bit-flipped")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        train_in_process(tiny_config(tiny_data, tmp_path / "run", f"resume={damaged}"))
+    # Through the command: one line naming the checkpoint, exit status 2, no traceback.
+    code = nanogpt2(["pretrain", *tiny_cli_args(tiny_data, tmp_path / "run2", f"resume={damaged}")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(damaged) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_path_is_one_line_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "no_such_data"
+    code = nanogpt2(["pretrain", *tiny_cli_args(missing, tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "data.path" in err and str(missing) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -1,11 +1,11 @@
-"""nanogpt2.training: run configuration and the Accelerate pretraining loop.
+"""nanogpt2.training: the run configuration and the Accelerate training loop with its checkpoints.
 
     from nanogpt2.training import load_config, train
-    config = load_config("configs/smoke.yaml", ["data.path=data/smoke", "train.max_steps=20"])
+    config = load_config("configs/smoke.yaml", ["data.path=prepared/smoke", "train.max_steps=20"])
     result = train(config)   # writes OUT/metrics.jsonl, checkpoints/, final/, config.yaml, plots/
 """
 
-from .checkpointing import TrainingState, list_checkpoints, resolve_resume
+from .checkpointing import CheckpointError, TrainingState, list_checkpoints, resolve_resume
 from .config import (
     CheckpointConfig,
     ConfigError,
@@ -17,35 +17,38 @@ from .config import (
     RunConfig,
     TrainConfig,
     config_from_dict,
+    config_reference_markdown,
     describe_fields,
     load_config,
 )
-from .hub import HubPusher
-from .loop import NonFiniteLossError, TrainResult, train
-from .mfu import count_params, device_peak_flops, flops_per_token
+from .mfu import count_params, device_peak_flops, flops_per_token, gpu_peak_flops
 from .optim import build_optimizer, build_scheduler
+from .trainer import NonFiniteLossError, Trainer, TrainResult, train
 
 __all__ = [
     "CheckpointConfig",
+    "CheckpointError",
     "ConfigError",
     "DataConfig",
     "EvalConfig",
     "HubConfig",
-    "HubPusher",
     "LoggingConfig",
     "ModelConfig",
     "NonFiniteLossError",
     "RunConfig",
     "TrainConfig",
     "TrainResult",
+    "Trainer",
     "TrainingState",
     "build_optimizer",
     "build_scheduler",
     "config_from_dict",
+    "config_reference_markdown",
     "count_params",
     "describe_fields",
     "device_peak_flops",
     "flops_per_token",
+    "gpu_peak_flops",
     "list_checkpoints",
     "load_config",
     "resolve_resume",

@@ -1,20 +1,24 @@
-"""Resumable checkpoints: `OUT/checkpoints/step_NNNNNNN/`, written whole or not at all.
+"""Resumable checkpoints: `OUT/checkpoints/step_NNNNNNN/`, written whole or not at all, verified before use.
 
 A checkpoint is `accelerator.save_state` (model, optimizer, scheduler, RNG states, the registered
-`TrainingState`) plus each process's token-loader position and the resolved config. It is written
-into `.tmp-step_NNNNNNN/` and renamed once every process has finished, so a kill at any moment
-leaves either the previous set of complete checkpoints or the new one; the discovery below only
-ever sees complete ones.
+`TrainingState`), each process's token-loader position and the resolved config, then, last, a
+`manifest.json` of every file's size and SHA-256. It is written into `.tmp-step_NNNNNNN/` and renamed
+once every process has finished, so a kill at any moment leaves the previous checkpoints or the new
+one. A checkpoint damaged later (a partial copy, a full disk, bit rot) no longer matches its manifest:
+`resume=auto` sets it aside (renamed `step_NNNNNNN.damaged`, nothing deleted) with a warning and
+continues from the newest intact one; `resume=PATH` to a damaged one is an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,10 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from ..utils import InputError, sha256_file, write_json, write_text
+
 CHECKPOINT_DIR = "checkpoints"
+MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step_(\d{7})$")
 _TMP_PREFIX = ".tmp-"
 # Name of an environment variable that makes the process kill itself (SIGKILL) at a point of the
@@ -30,17 +37,8 @@ _TMP_PREFIX = ".tmp-"
 KILL_AT_ENV = "NANOGPT2_KILL_AT"
 
 
-@contextlib.contextmanager
-def _quiet_tied_weight_warning():
-    """Accelerate warns at every save that it dropped `lm_head.weight`: that is the tied output layer,
-    stored once as `transformer.wte.weight` and tied again on load (resume is tested bit-exact)."""
-    log = logging.getLogger("accelerate.utils.other")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
+class CheckpointError(InputError):
+    """A checkpoint named by `resume=` is missing, incomplete or damaged, or does not fit this run."""
 
 
 @dataclass
@@ -67,43 +65,85 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:07d}"
 
 
-def list_checkpoints(out_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    root = Path(out_dir) / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))  # type: ignore[union-attr]
-
-
 def checkpoint_step(path: str | Path) -> int:
     match = _NAME.match(Path(path).name)
     if not match:
-        raise ValueError(f"{path} is not a checkpoint folder (expected a name like step_0001000)")
+        raise InputError(f"{path} is not a checkpoint folder (expected a name like step_0001000)")
     return int(match.group(1))
 
 
-def resolve_resume(resume: str, out_dir: str | Path) -> Path | None:
-    """The checkpoint to start from: 'auto' -> newest complete one (or None), 'none' -> None, else a path."""
+def list_checkpoints(out_dir: str | Path) -> list[Path]:
+    """Checkpoint folders of a run (written whole, not yet verified), oldest first."""
+    root = Path(out_dir) / CHECKPOINT_DIR
+    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)] if root.is_dir() else []
+    return sorted(found, key=checkpoint_step)
+
+
+def damage(path: Path) -> str | None:
+    """Why the checkpoint at `path` cannot be trusted (a missing, resized or altered file), or None."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no readable {MANIFEST}"
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected["bytes"]:
+            return f"{name} has {file.stat().st_size} bytes, {expected['bytes']} were written"
+        if sha256_file(file) != expected["sha256"]:
+            return f"{name} differs from what was written (SHA-256 mismatch)"
+    return None
+
+
+def resolve_resume(resume: str, out_dir: str | Path, warn: Callable[[str], None]) -> Path | None:
+    """The checkpoint to start from: 'auto' -> the newest intact one (or None), 'none' -> None, else `resume`."""
     if resume == "none":
         return None
     if resume == "auto":
-        found = list_checkpoints(out_dir)
-        return found[-1] if found else None
+        for path in reversed(list_checkpoints(out_dir)):
+            problem = damage(path)
+            if problem is None:
+                return path
+            warn(f"warning: checkpoint {path} is damaged ({problem}); falling back to an older one")
+        return None
     path = Path(resume)
-    if not (path / "world_size.txt").is_file():
-        raise FileNotFoundError(f"resume={resume}: not a complete checkpoint folder (expected e.g. "
-                                f"{Path(out_dir) / CHECKPOINT_DIR / checkpoint_name(1000)})")
+    if not path.is_dir():
+        raise CheckpointError(f"resume={resume}: no such checkpoint folder (expected e.g. "
+                              f"{Path(out_dir) / CHECKPOINT_DIR / checkpoint_name(1000)})")
+    problem = damage(path)
+    if problem is not None:
+        raise CheckpointError(f"resume={resume}: the checkpoint is damaged ({problem}); choose another one")
     return path
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint out of the way (kept for inspection, invisible to `list_checkpoints`)."""
+    target = path.with_name(f"{path.name}.damaged")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(path, target)
+    return target
 
 
 def remove_stale_temporaries(out_dir: str | Path) -> None:
     """Delete `.tmp-*` folders left by a kill during a checkpoint write (main process only)."""
     root = Path(out_dir) / CHECKPOINT_DIR
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith(_TMP_PREFIX):
-                shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob(f"{_TMP_PREFIX}*") if root.is_dir() else []:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_tied_weight_warning():
+    """Accelerate warns at every save that it dropped `lm_head.weight`: that is the tied output layer,
+    stored once as `transformer.wte.weight` and tied again on load (resume is tested bit-exact)."""
+    log = logging.getLogger("accelerate.utils.other")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _maybe_kill(point: str, step: int) -> None:
@@ -111,10 +151,8 @@ def _maybe_kill(point: str, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def save_checkpoint(
-    accelerator: Accelerator, out_dir: str | Path, step: int, loader_state: dict[str, Any], config_yaml: str,
-    keep_last: int,
-) -> Path:
+def save_checkpoint(accelerator: Accelerator, out_dir: str | Path, step: int, loader_state: dict[str, Any],
+                    config_yaml: str, keep_last: int) -> Path:
     """Write the checkpoint of `step` (every process calls this) and keep only the newest `keep_last`."""
     root = Path(out_dir) / CHECKPOINT_DIR
     final = root / checkpoint_name(step)
@@ -129,9 +167,12 @@ def save_checkpoint(
         accelerator.save_state(str(tmp))
     # Each process reads its own shard of the data, so each saves its own position.
     torch.save(loader_state, tmp / f"loader_rank{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "config.yaml").write_text(config_yaml)
-        (tmp / "world_size.txt").write_text(f"{accelerator.num_processes}\n")
+        write_text(tmp / "config.yaml", config_yaml)
+        files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                 for p in sorted(tmp.rglob("*")) if p.is_file()}
+        write_json(tmp / MANIFEST, {"step": step, "world_size": accelerator.num_processes, "files": files})
     _maybe_kill("checkpoint_before_rename", step)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -144,12 +185,12 @@ def save_checkpoint(
 
 def load_checkpoint(accelerator: Accelerator, path: Path) -> dict[str, Any]:
     """Restore everything `save_checkpoint` wrote; return this process's loader state."""
-    saved_world = int((path / "world_size.txt").read_text())
+    saved_world = json.loads((path / MANIFEST).read_text())["world_size"]
     if saved_world != accelerator.num_processes:
-        raise RuntimeError(
+        raise CheckpointError(
             f"checkpoint {path} was written by {saved_world} processes, this run has "
             f"{accelerator.num_processes}: the data position of each process cannot be carried over; "
             f"launch with {saved_world} processes or start a new run (resume=none, another out_dir)"
         )
     accelerator.load_state(str(path))
-    return torch.load(path / f"loader_rank{accelerator.process_index}.pt", weights_only=False)
+    return torch.load(path / f"loader_rank{accelerator.process_index}.pt", weights_only=True)

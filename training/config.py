@@ -1,23 +1,32 @@
-"""Run configuration: typed dataclasses, YAML presets and dotted `key=value` overrides.
+"""Run configuration: typed dataclasses, YAML presets and dotted `key=value` overrides (OmegaConf).
 
 The defaults are the GPT-2 small (124M) reproduction; a preset in `configs/` lists only what differs.
-Every field carries its own docstring (the string literal below it) and `__post_init__` checks its value,
-so a bad preset or override fails before any work starts, naming the dotted key.
+Every field carries its own docstring (the string literal below it), shown by `--help-config`, and
+`__post_init__` checks its value, so a bad preset or override fails before any work starts, naming the
+dotted key. OmegaConf merges defaults <- preset <- overrides and checks types; this module only
+translates its errors into one line that names the key and lists the valid ones.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import types
+import inspect
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from ..evaluation import STYLES
+from ..modeling import NanoGPT2Config
+from ..utils import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A preset or override names an unknown key or gives a value of the wrong type or range."""
 
 
@@ -26,11 +35,13 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _check_choice(value: str, choices: tuple[str, ...], key: str) -> None:
+    _check(value in choices, key, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Architecture of the GPT-2 style model (`nanogpt2.modeling.NanoGPT2Config`)."""
-
-    section: ClassVar[str] = "model"
 
     n_layer: int = 12
     """Number of transformer blocks."""
@@ -52,12 +63,20 @@ class ModelConfig:
                f"must be divisible by model.n_head ({self.n_head}), got {self.n_embd}")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
 
+    def to_hf_config(self, tokenizer_vocab_size: int, eot_id: int) -> NanoGPT2Config:
+        """The model's transformers config; ids from `tokenizer_vocab_size` up are vocabulary padding."""
+        _check(self.vocab_size >= tokenizer_vocab_size, "model.vocab_size",
+               f"{self.vocab_size} is smaller than the tokenizer's {tokenizer_vocab_size} ids")
+        return NanoGPT2Config(
+            vocab_size=self.vocab_size, n_positions=self.seq_len, n_embd=self.n_embd, n_layer=self.n_layer,
+            n_head=self.n_head, embd_pdrop=self.dropout, attn_pdrop=self.dropout, resid_pdrop=self.dropout,
+            tokenizer_vocab_size=tokenizer_vocab_size, bos_token_id=eot_id, eos_token_id=eot_id,
+        )
+
 
 @dataclass
 class DataConfig:
     """Where the prepared token data lives (written by `nanogpt2.data.prepare_data`)."""
-
-    section: ClassVar[str] = "data"
 
     path: str | None = None
     """Folder of prepared data (`train/`, `val/`, `tokenizer/`, `meta.json`); required to train."""
@@ -70,8 +89,6 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     """Optimisation: batch, schedule, AdamW, precision."""
-
-    section: ClassVar[str] = "train"
 
     micro_batch_size: int = 64
     """Sequences per forward/backward on one process (B)."""
@@ -87,7 +104,7 @@ class TrainConfig:
     """Steps of linear warmup from 0 to `lr`."""
     weight_decay: float = 0.1
     """AdamW decoupled weight decay, applied to matrices and embeddings only (not biases or LayerNorm)."""
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     """AdamW (beta1, beta2)."""
     eps: float = 1e-8
     """AdamW epsilon."""
@@ -111,16 +128,12 @@ class TrainConfig:
                f"must be two numbers in [0, 1), got {list(self.betas)}")
         _check(self.eps > 0, "train.eps", f"must be > 0, got {self.eps}")
         _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
-        choices = ("auto", "bf16", "fp16", "no")
-        _check(self.mixed_precision in choices, "train.mixed_precision",
-               f"must be one of {', '.join(choices)}, got {self.mixed_precision!r}")
+        _check_choice(self.mixed_precision, ("auto", "bf16", "fp16", "no"), "train.mixed_precision")
 
 
 @dataclass
 class EvalConfig:
     """Periodic evaluation: validation loss, HellaSwag and sample generations."""
-
-    section: ClassVar[str] = "eval"
 
     every: int = 250
     """Evaluate every this many steps, and at the last step."""
@@ -151,15 +164,12 @@ class EvalConfig:
         _check(self.num_samples >= 0, "eval.num_samples", f"must be >= 0, got {self.num_samples}")
         _check(self.hellaswag_limit is None or self.hellaswag_limit > 0, "eval.hellaswag_limit",
                f"must be > 0 or null, got {self.hellaswag_limit}")
-        _check(self.hellaswag_style in ("nanogpt", "lm-eval"), "eval.hellaswag_style",
-               f"must be one of nanogpt, lm-eval, got {self.hellaswag_style!r}")
+        _check_choice(self.hellaswag_style, STYLES, "eval.hellaswag_style")
 
 
 @dataclass
 class CheckpointConfig:
     """Resumable checkpoints under `OUT/checkpoints/step_NNNNNNN/`."""
-
-    section: ClassVar[str] = "checkpoint"
 
     every: int = 1000
     """Write a checkpoint every this many steps (and on SIGTERM/SIGINT and at the end)."""
@@ -175,8 +185,6 @@ class CheckpointConfig:
 class LoggingConfig:
     """Experiment tracking (Accelerate trackers) and the console."""
 
-    section: ClassVar[str] = "logging"
-
     tracker: str = "wandb"
     """'wandb' (set WANDB_MODE=offline to log without an account) or 'none' (metrics.jsonl only)."""
     project: str = "nanogpt2"
@@ -187,16 +195,13 @@ class LoggingConfig:
     """Log training metrics every this many steps."""
 
     def __post_init__(self) -> None:
-        _check(self.tracker in ("wandb", "none"), "logging.tracker",
-               f"must be one of wandb, none, got {self.tracker!r}")
+        _check_choice(self.tracker, ("wandb", "none"), "logging.tracker")
         _check(self.every > 0, "logging.every", f"must be > 0, got {self.every}")
 
 
 @dataclass
 class HubConfig:
     """Pushing the model to the Hugging Face Hub (the token comes from `huggingface-cli login` / HF_TOKEN)."""
-
-    section: ClassVar[str] = "hub"
 
     push: bool = False
     """Push `OUT/final` to `repo_id` at the end of training (in the background)."""
@@ -252,46 +257,36 @@ class RunConfig:
         return self.train.total_batch_tokens // per_micro_step
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples as lists), as saved to config.yaml and logged to the tracker."""
-        return _plain(dataclasses.asdict(self))
+        """Plain nested dict, as saved to config.yaml and logged to the trackers."""
+        return OmegaConf.to_container(OmegaConf.structured(self))  # type: ignore[return-value]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _field_docs(cls: type) -> dict[str, str]:
-    """Field docstrings, used for error messages and `--help`."""
-    import ast
-    import inspect
-
-    docs: dict[str, str] = {}
+    """Each field's docstring: the string literal that follows its annotated assignment in the class body."""
     body = ast.parse(inspect.getsource(cls)).body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-                docs[node.target.id] = str(nxt.value.value)
-    return docs
+    return {node.target.id: str(nxt.value.value) for node, nxt in zip(body, body[1:], strict=False)
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)}
+
+
+def _sections(cls: type) -> dict[str, type]:
+    """The fields of `cls` that are sections (dataclasses themselves), by name."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
 
 
 def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, Any, str]]:
     """(dotted key, default, docstring) for every leaf field, in declaration order."""
     rows: list[tuple[str, Any, str]] = []
-    docs = _field_docs(cls)
-    hints = typing.get_type_hints(cls)
-    default = cls()
+    docs, sections, default = _field_docs(cls), _sections(cls), cls()
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows.extend(describe_fields(hints[f.name], f"{prefix}{f.name}."))
+        if f.name in sections:
+            rows.extend(describe_fields(sections[f.name], f"{prefix}{f.name}."))
         else:
-            rows.append((f"{prefix}{f.name}", _plain(getattr(default, f.name)), docs.get(f.name, "")))
+            rows.append((f"{prefix}{f.name}", getattr(default, f.name), docs.get(f.name, "")))
     return rows
 
 
@@ -299,128 +294,76 @@ def _valid_keys(cls: type) -> str:
     return ", ".join(f.name for f in dataclasses.fields(cls))
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check `value` against the field's type hint, converting only losslessly (int -> float, list -> tuple)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {hint}, got {value!r}")
-    if origin is tuple:
-        args = typing.get_args(hint)
-        _check(isinstance(value, list | tuple) and len(value) == len(args), key,
-               f"expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        _check(isinstance(value, int | float) and not isinstance(value, bool), key,
-               f"expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), key, f"expected an integer, got {value!r}")
-        return value
-    if hint is bool:
-        _check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
-        return value
-    if hint is str:
-        _check(isinstance(value, str | int | float) and not isinstance(value, bool), key,
-               f"expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{key}: unsupported type {hint}")
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in names:
-            where = f" in {prefix.rstrip('.')}" if prefix else ""
-            raise ConfigError(f"unknown key {prefix}{key}; valid keys{where}: {_valid_keys(cls)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value or {}, f"{prefix}{key}.")
-        else:
-            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
-    """Put an override into the nested dict, checking each level's name on the way down."""
-    parts = dotted.split(".")
+def _override_type(dotted: str) -> Any:
+    """The type of the field `dotted` names; an unknown key, a whole section set to a value, or a key under a
+    non-section is a `ConfigError` that lists the valid keys."""
     cls: type = RunConfig
-    node = tree
+    parts = dotted.split(".")
     for depth, part in enumerate(parts):
         where = ".".join(parts[:depth])
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in names:
+        sections = _sections(cls)
+        if part not in {f.name for f in dataclasses.fields(cls)}:
             raise ConfigError(f"unknown key {dotted}; valid keys{' in ' + where if where else ''}: {_valid_keys(cls)}")
-        hint = typing.get_type_hints(cls)[part]
-        if depth == len(parts) - 1:
-            if dataclasses.is_dataclass(hint):
-                raise ConfigError(f"{dotted} is a section; set one of its keys: {_valid_keys(hint)}")
-            node[part] = _parse_value(raw, hint)
-            return
-        if not dataclasses.is_dataclass(hint):
+        last = depth == len(parts) - 1
+        if last and part in sections:
+            raise ConfigError(f"{dotted} is a section; set one of its keys: {_valid_keys(sections[part])}")
+        if not last and part not in sections:
             raise ConfigError(f"{'.'.join(parts[: depth + 1])} is not a section (it has no key {parts[depth + 1]})")
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-        cls = hint
+        if last:
+            return typing.get_type_hints(cls)[part]
+        cls = sections[part]
 
 
-def _parse_value(raw: str, hint: Any) -> Any:
-    """A command-line value as YAML (numbers, true/false, null, [a, b]); strings stay as typed."""
+def _explain(error: OmegaConfBaseException) -> str:
+    """OmegaConf's multi-line error as one line naming the dotted key (and the valid keys when unknown)."""
+    key = getattr(error, "full_key", None)
+    owner = getattr(error, "object_type", None)
+    if isinstance(error, ConfigKeyError) and key and dataclasses.is_dataclass(owner):
+        section = key.rpartition(".")[0]
+        return f"unknown key {key}; valid keys{' in ' + section if section else ''}: {_valid_keys(owner)}"
+    message = str(getattr(error, "msg", None) or error).splitlines()[0]
+    return f"{key}: {message}" if key else message
+
+
+def _merged(*layers: Any) -> RunConfig:
     try:
-        parsed = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        return raw
-    accepts_str = hint is str or str in typing.get_args(hint)
-    if accepts_str and not (parsed is None and type(None) in typing.get_args(hint)):
-        return raw
-    return parsed
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), *layers))  # type: ignore[return-value]
+    except OmegaConfBaseException as error:
+        raise ConfigError(_explain(error)) from None
 
 
 def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Defaults, then the YAML preset (if any), then `key=value` overrides, validated as a whole."""
-    tree: dict[str, Any] = {}
+    layers: list[Any] = []
     if preset is not None:
         path = Path(preset)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
             tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+        layers.append(tree)
     for item in overrides:
-        key, sep, raw = item.partition("=")
+        key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.max_steps=20)")
-        _set_dotted(tree, key.strip(), raw)
-    return _build(RunConfig, tree)
+        hint = _override_type(key)
+        if (hint is str or str in typing.get_args(hint)) and value != "null":
+            # A string field keeps the text as typed: YAML would read `no` as false and `1e-3` as a number.
+            for part in reversed(key.split(".")):
+                value = {part: value}
+            layers.append(value)
+        else:
+            layers.append(OmegaConf.from_dotlist([item]))
+    return _merged(*layers)
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from `RunConfig.to_dict()` output (e.g. a saved config.yaml)."""
-    return _build(RunConfig, data)
+    return _merged(data)
 
 
 def config_reference_markdown() -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from .config import ModelConfig
 
 # Dense (no sparsity) bf16/fp16 tensor-core peaks in FLOP/s, from the vendors' datasheets.
-# Matched against torch.cuda.get_device_name() in order, so specific names come before general ones.
+# Matched as whole words against torch.cuda.get_device_name() in order, so specific names come before
+# general ones ("H100 PCIe" before "H100") and "L4" never matches inside "L40S".
 GPU_PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
     ("GH200", 989e12),
     ("H200", 989e12),
@@ -18,6 +21,7 @@ GPU_PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
     ("A100", 312e12),
     ("A800", 312e12),
     ("L40S", 362e12),
+    ("L40", 181e12),
     ("A6000", 155e12),
     ("RTX 4090", 165e12),
     ("RTX 3090", 71e12),
@@ -50,8 +54,12 @@ def device_peak_flops(device: torch.device, mixed_precision: str) -> float | Non
     """Peak FLOP/s of one device for the run's precision, or None when unknown (CPU, fp32, unlisted GPU)."""
     if device.type != "cuda" or mixed_precision not in ("bf16", "fp16"):
         return None
-    name = torch.cuda.get_device_name(device)
+    return gpu_peak_flops(torch.cuda.get_device_name(device))
+
+
+def gpu_peak_flops(device_name: str) -> float | None:
+    """The bf16 dense peak of the first listed GPU whose name appears as whole words in `device_name`."""
     for pattern, peak in GPU_PEAK_BF16_FLOPS:
-        if pattern in name:
+        if re.search(rf"(?<!\w){re.escape(pattern)}(?!\w)", device_name):
             return peak
     return None

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from ..data import TokenLoader
+from ..evaluation import evaluate_hellaswag, load_hellaswag
 from .config import RunConfig
 
 
@@ -24,8 +26,6 @@ def validation_loss(model: torch.nn.Module, accelerator: Accelerator, config: Ru
     A fresh unshuffled loader always yields the same batches; each process reads its own shard and the
     per-process means (equal batch counts, equal token counts) are averaged.
     """
-    from nanogpt2.data import TokenLoader
-
     loader = TokenLoader(
         config.data.path, "val", batch_size=config.train.micro_batch_size, seq_len=config.model.seq_len,
         rank=accelerator.process_index, world_size=accelerator.num_processes, shuffle=False, tokenizer=tokenizer,
@@ -76,8 +76,6 @@ def load_hellaswag_examples(config: RunConfig, log: Any) -> list[dict] | None:
     if not config.eval.hellaswag:
         return None
     try:
-        from nanogpt2.evaluation import load_hellaswag
-
         return load_hellaswag(config.eval.hellaswag_path, limit=config.eval.hellaswag_limit)
     except Exception as e:  # noqa: BLE001 - any failure (no Hub, bad path) only disables this metric
         where = config.eval.hellaswag_path or "the Hugging Face Hub"
@@ -87,8 +85,6 @@ def load_hellaswag_examples(config: RunConfig, log: Any) -> list[dict] | None:
 
 def hellaswag_scores(model: Any, tokenizer: Any, examples: list[dict], accelerator: Accelerator,
                      config: RunConfig) -> dict[str, float]:
-    from nanogpt2.evaluation import evaluate_hellaswag
-
     with accelerator.autocast():
         result = evaluate_hellaswag(
             model, tokenizer, examples, style=config.eval.hellaswag_style,

@@ -5,14 +5,13 @@
 * `plots/loss.png`: training loss (raw and smoothed) and validation loss against tokens, with the
   GPT-2 124M reproduction's FineWeb-Edu validation loss as a reference line when the run's data is
   comparable (FineWeb-Edu tokenized with GPT-2's tokenizer);
-* `plots/hellaswag.png`: HellaSwag `acc_norm` against tokens with the GPT-2 124M (0.2955) and
-  GPT-3 Small (0.337) scores, chance (0.25), and the run's best point annotated. Written only once
-  the run has a HellaSwag score.
+* `plots/hellaswag.png`: HellaSwag `acc_norm` against tokens with GPT-2 124M, GPT-3 Small and chance
+  as reference lines and the run's best point annotated. Written only once the run has a HellaSwag score.
 
-The training loop calls it at each evaluation while the file is being appended to, so reading
-never fails on a partial file: a truncated or malformed line is skipped, records without the
-needed keys are ignored, and a resumed run (steps logged again after a restart) keeps only the
-records of the latest attempt. Uses matplotlib's Agg canvas directly, without pyplot's global state.
+The trainer calls it at each evaluation while the file is being appended to, so reading never fails on
+a partial file: torn lines are skipped, records without the needed keys are ignored, and a resumed run
+(steps logged again after a restart) keeps only the records of the latest attempt. Uses matplotlib's
+Agg canvas directly, without pyplot's global state.
 """
 
 from __future__ import annotations
@@ -25,8 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .references import GPT2_124M_HELLASWAG, GPT3_SMALL_HELLASWAG, HELLASWAG_CHANCE
-from .references import REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS as GPT2_124M_FINEWEB_EDU_VAL_LOSS
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from ..utils import atomic_write, read_jsonl
+from .references import (
+    GPT2_124M_HELLASWAG,
+    GPT3_SMALL_HELLASWAG,
+    HELLASWAG_CHANCE,
+    REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS,
+)
 
 _TRAIN_COLOR = "#1f77b4"
 _VAL_COLOR = "#d62728"
@@ -71,27 +80,14 @@ def _number(record: dict[str, Any], key: str) -> float | None:
 
 
 def read_metrics(path: str | os.PathLike[str]) -> RunMetrics:
-    """Parse a metrics.jsonl file, skipping lines that are not complete JSON objects."""
+    """The loss and HellaSwag series of a metrics.jsonl file (empty when it does not exist yet)."""
     metrics = RunMetrics()
-    try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return metrics
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line being written, or damaged
-        if not isinstance(record, dict):
-            continue
+    for record in read_jsonl(path):
         step, tokens = _number(record, "step"), _number(record, "tokens")
         if step is None or tokens is None:
             continue
-        for key, series in (
-            ("loss", metrics.train_loss),
-            ("val_loss", metrics.val_loss),
-            ("hellaswag_acc_norm", metrics.hellaswag),
-        ):
+        for key, series in (("loss", metrics.train_loss), ("val_loss", metrics.val_loss),
+                            ("hellaswag_acc_norm", metrics.hellaswag)):
             value = _number(record, key)
             if value is not None:
                 series.add(step, tokens, value)
@@ -102,20 +98,18 @@ def read_metrics(path: str | os.PathLike[str]) -> RunMetrics:
 
 
 def gpt2_reference_comparable(run_dir: str | os.PathLike[str]) -> bool:
-    """Whether the run trains on FineWeb-Edu with GPT-2's tokenizer, so its val loss compares to 3.028.
+    """Whether the run trains on FineWeb-Edu with GPT-2's tokenizer, so its val loss compares to the reproduction's.
 
     Reads `run_dir/config.yaml` for the data folder and that folder's `meta.json`; False whenever
     either cannot be read.
     """
     try:
-        import yaml
-
         config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-        data_path = Path(config["data"]["path"])
+        data_path = Path(config["data"]["path"]).expanduser()
         if not data_path.is_absolute() and not data_path.exists():
             data_path = Path(run_dir) / data_path
         meta = json.loads((data_path / "meta.json").read_text())
-    except Exception:
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
         return False
     if not isinstance(meta, dict):
         return False
@@ -144,11 +138,7 @@ def ema(values: Sequence[float], span: int) -> list[float]:
     return out
 
 
-def _new_figure() -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
+def _new_figure() -> tuple[Figure, Any]:
     fig = Figure(figsize=(9, 5.2), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -158,22 +148,11 @@ def _new_figure() -> tuple[Any, Any]:
     return fig, ax
 
 
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _focus_loss_axis(ax: Any, train: Series, val: Series, reference: float | None) -> None:
     """Clip the y axis above the bulk of the curve when the first steps would squash it.
 
-    The loss starts near ln(vocab) (~11 for GPT-2) and falls fast; with the full range shown the
-    part that matters is a flat line. Clipping happens only when the start is 3x taller than the rest.
+    The loss starts near ln(vocab) and falls fast; with the full range shown the part that matters
+    is a flat line. Clipping happens only when the start is 3x taller than the rest.
     """
     values = train.values + val.values
     if len(values) < 2:
@@ -194,7 +173,7 @@ def _focus_loss_axis(ax: Any, train: Series, val: Series, reference: float | Non
     ax.set_ylim(bottom - pad, top + pad)
 
 
-def loss_figure(metrics: RunMetrics, *, reference: bool, title: str) -> Any | None:
+def loss_figure(metrics: RunMetrics, *, reference: bool, title: str) -> Figure | None:
     """Training and validation loss against tokens; None without any loss record."""
     train, val = metrics.train_loss, metrics.val_loss
     if not train and not val:
@@ -216,10 +195,10 @@ def loss_figure(metrics: RunMetrics, *, reference: bool, title: str) -> Any | No
         ax.plot(val.tokens, val.values, color=_VAL_COLOR, marker="o", markersize=4, linewidth=1.8,
                 label=f"val loss (last {val.values[-1]:.3f}, best {min(val.values):.3f})")
     if reference:
-        ax.axhline(GPT2_124M_FINEWEB_EDU_VAL_LOSS, color=_REF_COLOR, linestyle="--", linewidth=1.2,
-                   label=f"GPT-2 124M reproduction, FineWeb-Edu val after 10B tokens "
-                         f"({GPT2_124M_FINEWEB_EDU_VAL_LOSS})")
-    _focus_loss_axis(ax, train, val, GPT2_124M_FINEWEB_EDU_VAL_LOSS if reference else None)
+        ax.axhline(REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS, color=_REF_COLOR, linestyle="--", linewidth=1.2,
+                   label=f"GPT-2 124M reproduction (one RTX 4090, 10B FineWeb-Edu tokens), val loss "
+                         f"({REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS})")
+    _focus_loss_axis(ax, train, val, REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS if reference else None)
     ax.set_xlim(left=0)
     ax.set_ylabel("cross-entropy loss (nats per token)")
     ax.set_title(title)
@@ -227,7 +206,7 @@ def loss_figure(metrics: RunMetrics, *, reference: bool, title: str) -> Any | No
     return fig
 
 
-def hellaswag_figure(metrics: RunMetrics, *, title: str) -> Any | None:
+def hellaswag_figure(metrics: RunMetrics, *, title: str) -> Figure | None:
     """HellaSwag acc_norm against tokens with reference scores; None without any score."""
     hs = metrics.hellaswag
     if not hs:
@@ -258,10 +237,10 @@ def hellaswag_figure(metrics: RunMetrics, *, title: str) -> Any | None:
     return fig
 
 
-def write_run_plots(run_dir: str | os.PathLike[str], *, reference: bool | None = None) -> list[Path]:
+def write_run_plots(run_dir: str | os.PathLike[str], reference: bool | None = None) -> list[Path]:
     """(Re)write the PNGs of `run_dir/metrics.jsonl` into `run_dir/plots/`; returns the written paths.
 
-    `reference`: draw the GPT-2 124M validation-loss line; None decides from the run's data
+    `reference`: draw the reproduction's validation-loss line; None decides from the run's data
     (`gpt2_reference_comparable`). Returns an empty list when there is nothing to plot yet.
     """
     run = Path(run_dir)
@@ -273,4 +252,10 @@ def write_run_plots(run_dir: str | os.PathLike[str], *, reference: bool | None =
         "loss.png": loss_figure(metrics, reference=reference, title=f"{name}: loss"),
         "hellaswag.png": hellaswag_figure(metrics, title=f"{name}: HellaSwag"),
     }
-    return [_save(fig, run / "plots" / filename) for filename, fig in figures.items() if fig is not None]
+    written = []
+    for filename, fig in figures.items():
+        if fig is not None:
+            with atomic_write(run / "plots" / filename, "wb") as file:
+                fig.savefig(file, format="png")
+            written.append(run / "plots" / filename)
+    return written

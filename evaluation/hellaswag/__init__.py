@@ -1,4 +1,4 @@
-"""HellaSwag evaluation of a causal LM: score the endings, then reduce with the `hellaswag` metric."""
+"""HellaSwag: load the examples, score every ending with a causal LM, reduce with the evaluate metric."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 import evaluate
 import torch
 
-from .hellaswag_scoring import score_hellaswag
+from .data import describe_source, load_hellaswag, validate_example
+from .requests import STYLES, EndingRequest, Prompt, build_prompt, lm_eval_preprocess, tokenize_requests
+from .scoring import HellaSwagScores, reads_packed_rows, score_hellaswag
 
 METRIC_KEYS = ("acc", "acc_norm", "acc_norm_chars")
 
@@ -27,27 +29,20 @@ def load_hellaswag_metric() -> evaluate.EvaluationModule:
 
 
 def evaluate_hellaswag(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    examples: Sequence[dict[str, Any]],
-    *,
-    style: str = "nanogpt",
-    batch_size: int = 32,
-    accelerator: Any = None,
-    progress: bool = True,
+    model: torch.nn.Module, tokenizer: Any, examples: Sequence[dict[str, Any]], **options: Any
 ) -> dict[str, float | int]:
     """`acc`, `acc_norm`, `acc_norm_chars` and `n` of `model` on `examples` (from `load_hellaswag`).
 
-    Same on every process when `accelerator` spans several; see `score_hellaswag` for the rest.
+    `options` are `score_hellaswag`'s (`style`, `batch_size`, `accelerator`, `progress`, `share_context`).
+    The same on every process when `accelerator` spans several.
     """
-    scores = score_hellaswag(
-        model,
-        tokenizer,
-        examples,
-        style=style,
-        batch_size=batch_size,
-        accelerator=accelerator,
-        progress=progress,
-    )
+    scores = score_hellaswag(model, tokenizer, examples, **options)
     result = load_hellaswag_metric().compute(**scores.metric_inputs())
     return {**{key: float(result[key]) for key in METRIC_KEYS}, "n": int(result["n"])}
+
+
+__all__ = [
+    "METRIC_KEYS", "STYLES", "EndingRequest", "HellaSwagScores", "Prompt", "build_prompt", "describe_source",
+    "evaluate_hellaswag", "hellaswag_metric_path", "lm_eval_preprocess", "load_hellaswag", "load_hellaswag_metric",
+    "reads_packed_rows", "score_hellaswag", "tokenize_requests", "validate_example",
+]

@@ -1,4 +1,10 @@
-"""The pretraining loop: `train(config)` with Accelerate (device, precision, DDP, accumulation, trackers)."""
+"""The training loop: `Trainer(config).fit()` with Accelerate (device, precision, DDP, accumulation, trackers).
+
+`Trainer.__init__` reads as its phases: accelerator, data, model, restore, tracking, evaluation,
+publishing. `fit` then runs optimizer steps, evaluating every `eval.every` steps and checkpointing every
+`checkpoint.every` steps (and on SIGTERM/SIGINT), and writes the Hub-ready `OUT/final/` at the end.
+Every number goes through `accelerator.log` (metrics.jsonl, and wandb when enabled), once.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,13 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from ..data import TokenLoader, load_data_tokenizer, load_meta, tokenizer_fingerprint
+from ..modeling import NanoGPT2LMHeadModel
+from ..publishing import HubPublisher, render_model_card
+from ..reporting import write_run_plots
+from ..utils import InputError, read_jsonl, write_text
 from .checkpointing import (
     TrainingState,
     checkpoint_step,
@@ -24,14 +36,14 @@ from .checkpointing import (
     remove_stale_temporaries,
     resolve_resume,
     save_checkpoint,
+    set_aside,
 )
-from .config import ConfigError, RunConfig
-from .metrics_log import JsonlLog, read_jsonl
-from .mfu import device_peak_flops, flops_per_token
-from .model_card import render_model_card
+from .config import ConfigError, ModelConfig, RunConfig
+from .mfu import count_params, device_peak_flops, flops_per_token
 from .optim import build_optimizer, build_scheduler
 from .periodic_eval import hellaswag_scores, load_hellaswag_examples, sample_texts, validation_loss
 from .signals import StopRequest
+from .tracking import JsonlTracker
 
 
 class NonFiniteLossError(RuntimeError):
@@ -54,148 +66,108 @@ def resolve_mixed_precision(requested: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def load_tokenizer(config: RunConfig, meta: dict[str, Any]) -> Any:
-    """The data's own tokenizer, or `data.tokenizer` after checking it is the one the data was made with."""
-    from nanogpt2.data import load_data_tokenizer, tokenizer_fingerprint
+def build_model(model_config: ModelConfig, tokenizer_size: int, eot_id: int) -> NanoGPT2LMHeadModel:
+    """A freshly initialised model (GPT-2's init, seeded by the caller); end-of-text pads generation."""
+    model = NanoGPT2LMHeadModel(model_config.to_hf_config(tokenizer_size, eot_id))
+    model.generation_config.pad_token_id = eot_id
+    return model
 
+
+def load_tokenizer(config: RunConfig, meta: dict[str, Any]) -> PreTrainedTokenizerBase:
+    """The data's own tokenizer, or `data.tokenizer` after checking it is the one the data was made with."""
     if config.data.tokenizer is None:
         return load_data_tokenizer(config.data.path)
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(config.data.tokenizer)
     found, expected = tokenizer_fingerprint(tokenizer), meta.get("tokenizer_hash")
     if found != expected:
-        raise ValueError(
-            f"data.tokenizer={config.data.tokenizer} (hash {found}) is not the tokenizer the data in "
+        raise ConfigError(
+            f"data.tokenizer: {config.data.tokenizer} (hash {found}) is not the tokenizer the data in "
             f"{config.data.path} was prepared with (hash {expected}); unset data.tokenizer to use the data's own"
         )
     return tokenizer
 
 
-def build_model(config: RunConfig, tokenizer: Any, eot_id: int) -> torch.nn.Module:
-    from nanogpt2.modeling import NanoGPT2Config, NanoGPT2LMHeadModel
-
-    if config.model.vocab_size < len(tokenizer):
-        raise ConfigError(f"model.vocab_size: {config.model.vocab_size} is smaller than the tokenizer's "
-                          f"{len(tokenizer)} ids")
-    m = config.model
-    model_config = NanoGPT2Config(
-        vocab_size=m.vocab_size, n_positions=m.seq_len, n_embd=m.n_embd, n_layer=m.n_layer, n_head=m.n_head,
-        embd_pdrop=m.dropout, attn_pdrop=m.dropout, resid_pdrop=m.dropout,
-        tokenizer_vocab_size=len(tokenizer), bos_token_id=eot_id, eos_token_id=eot_id,
-    )
-    model = NanoGPT2LMHeadModel(model_config)
-    model.generation_config.pad_token_id = eot_id
-    return model
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_plots(out_dir: Path, log: Any) -> None:
-    try:
-        from nanogpt2.training.plots import write_run_plots
-    except ImportError:
-        return
-    try:
-        write_run_plots(out_dir)
-    except Exception as e:  # noqa: BLE001 - a plotting problem must never stop training
-        log(f"plots: could not write plots ({type(e).__name__}: {e})")
-
-
-class _Run:
-    """State shared by the phases of one run (setup, steps, evaluation, checkpoint, final save)."""
+class Trainer:
+    """One pretraining run: its Accelerator, data, model, optimizer, checkpoints and trackers."""
 
     def __init__(self, config: RunConfig) -> None:
-        from nanogpt2.data import TokenLoader, load_meta
-
         if not config.data.path:
-            raise ConfigError("data.path: required (a folder written by nanogpt2.data.prepare_data)")
+            raise ConfigError("data.path: required (a folder written by `nanogpt2 prepare`)")
         self.config = config
         self.out = Path(config.out_dir)
+        self._setup_accelerator()
+        self._setup_data()
+        self._setup_model()
+        self._restore()
+        self._setup_tracking()
+        self._setup_evaluation()
+        self._setup_publishing()
+
+    def _setup_accelerator(self) -> None:
+        cfg = self.config
         # cpu=True on a machine without an accelerator is what makes torchrun / multi-process launches
         # use gloo DDP (MULTI_CPU) instead of silently running each process alone.
         on_cpu = not torch.accelerator.is_available()
-        world_size = PartialState(cpu=on_cpu).num_processes
-        self.accum = config.grad_accum_steps(world_size)
-        self.mixed_precision = resolve_mixed_precision(config.train.mixed_precision)
-        self.accelerator = Accelerator(
+        self.accum = cfg.grad_accum_steps(PartialState(cpu=on_cpu).num_processes)
+        self.mixed_precision = resolve_mixed_precision(cfg.train.mixed_precision)
+        self.jsonl = JsonlTracker(self.out, resume_step=0)  # the resume step is set once it is known
+        self.accelerator = acc = Accelerator(
             cpu=on_cpu,
             mixed_precision=self.mixed_precision,
             gradient_accumulation_steps=self.accum,
-            log_with="wandb" if config.logging.tracker == "wandb" else None,
+            log_with=[self.jsonl, "wandb"] if cfg.logging.tracker == "wandb" else [self.jsonl],
             project_dir=str(self.out),
             # The schedule is defined per optimizer step, not per process: step it once per step.
             step_scheduler_with_optimizer=False,
-            dynamo_backend="inductor" if config.train.compile else "no",
+            dynamo_backend="inductor" if cfg.train.compile else "no",
         )
-        acc = self.accelerator
         self.is_main = acc.is_main_process
-        if acc.device.type == "cuda" and config.train.tf32:
+        if acc.device.type == "cuda" and cfg.train.tf32:
             torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.out)
         acc.wait_for_everyone()
 
-        self.meta = load_meta(config.data.path)
-        self.tokenizer = load_tokenizer(config, self.meta)
-        eot_id = int(self.meta.get("eot_id", self.tokenizer.eos_token_id))
-        set_seed(config.seed)
-        model = build_model(config, self.tokenizer, eot_id).to(acc.device)
-        optimizer = build_optimizer(model, config.train, acc.device)
-        scheduler = build_scheduler(optimizer, config.train)
+    def _setup_data(self) -> None:
+        cfg, acc = self.config, self.accelerator
+        try:
+            self.meta = load_meta(cfg.data.path)
+        except InputError as error:
+            raise ConfigError(f"data.path: {error}") from None
+        self.tokenizer = load_tokenizer(cfg, self.meta)
+        self.eot_id = int(self.meta.get("eot_id", self.tokenizer.eos_token_id))
+        self.loader = TokenLoader(
+            cfg.data.path, "train", batch_size=cfg.train.micro_batch_size, seq_len=cfg.model.seq_len,
+            rank=acc.process_index, world_size=acc.num_processes, seed=cfg.seed,
+            shuffle=cfg.data.shuffle, tokenizer=self.tokenizer,
+        )
+
+    def _setup_model(self) -> None:
+        cfg, acc = self.config, self.accelerator
+        set_seed(cfg.seed)
+        model = build_model(cfg.model, len(self.tokenizer), self.eot_id).to(acc.device)
+        optimizer = build_optimizer(model, cfg.train, acc.device)
+        scheduler = build_scheduler(optimizer, cfg.train)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
         self.state = TrainingState()
         acc.register_for_checkpointing(self.state)
 
-        self.loader = TokenLoader(
-            config.data.path, "train", batch_size=config.train.micro_batch_size, seq_len=config.model.seq_len,
-            rank=acc.process_index, world_size=acc.num_processes, seed=config.seed,
-            shuffle=config.data.shuffle, tokenizer=self.tokenizer,
-        )
-        self.resumed_from = resolve_resume(config.resume, self.out)
+    def _restore(self) -> None:
+        """Continue from a checkpoint (per `resume`), or start fresh; then clear checkpoints past the start."""
+        self.resumed_from = resolve_resume(self.config.resume, self.out, self.log)
         if self.resumed_from is not None:
-            self.loader.load_state_dict(load_checkpoint(acc, self.resumed_from))
+            self.loader.load_state_dict(load_checkpoint(self.accelerator, self.resumed_from))
             self.log(f"resumed from {self.resumed_from} (step {self.state.step}, {self.state.tokens:,} tokens)")
-        elif config.logging.tracker == "wandb":
+        elif self.config.logging.tracker == "wandb":
             self.state.tracker_run_id = uuid.uuid4().hex[:8]  # chosen here so checkpoints can carry it
-        self._drop_later_checkpoints()
+        self._clear_later_checkpoints()
         self.batches = iter(self.loader)
 
-        self.config_yaml = config.to_yaml()
-        self.metrics = JsonlLog(self.out / "metrics.jsonl")
-        self.samples_log = JsonlLog(self.out / "samples.jsonl")
-        if self.is_main:
-            _write_atomic(self.out / "config.yaml", self.config_yaml)
-            # Steps after the checkpoint will be trained and logged again: drop their old records.
-            self.metrics.truncate_after(self.state.step)
-            self.samples_log.truncate_after(self.state.step)
-        if config.logging.tracker == "wandb":
-            acc.init_trackers(
-                config.logging.project, config=config.to_dict(),
-                init_kwargs={"wandb": {"name": config.logging.run_name or self.out.name,
-                                       "id": self.state.tracker_run_id, "resume": "allow",
-                                       "dir": str(self.out)}},
-            )
-        self.hellaswag = load_hellaswag_examples(config, self.log)
-        self.flops_per_token = flops_per_token(config.model)
-        self.peak_flops = device_peak_flops(acc.device, self.mixed_precision)
-        self.pusher = None
-        if config.hub.push and self.is_main:
-            from .hub import HubPusher
-
-            self.pusher = HubPusher(config.hub.repo_id or "", private=config.hub.private, log=self.log)
-
-    def _drop_later_checkpoints(self) -> None:
-        """Checkpoints in out_dir past the starting step belong to an abandoned trajectory.
-
-        resume=PATH to an earlier checkpoint (a rollback) deletes them, as metrics.jsonl drops their
-        records; resume=none refuses to start over in a folder that holds checkpoints.
-        """
+    def _clear_later_checkpoints(self) -> None:
+        """Checkpoints past the starting step are either damaged (`resume=auto` skipped them: set aside,
+        kept) or an abandoned trajectory (`resume=PATH` rolled back: deleted, as their metrics records
+        are); `resume=none` refuses to start over in a folder that holds checkpoints."""
         later = [p for p in list_checkpoints(self.out) if checkpoint_step(p) > self.state.step]
         if not later:
             return
@@ -204,14 +176,46 @@ class _Run:
                               f"({later[-1].name}, ...); use a new out_dir, or resume=auto to continue")
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            self.log(f"deleting {len(later)} checkpoint(s) after step {self.state.step}: {[p.name for p in later]}")
             for path in later:
-                shutil.rmtree(path)
+                if self.config.resume == "auto":
+                    self.log(f"damaged checkpoint {path} set aside as {set_aside(path)}")
+                else:
+                    self.log(f"deleting {path}: it comes after the checkpoint resumed from")
+                    shutil.rmtree(path)
         self.accelerator.wait_for_everyone()
+
+    def _setup_tracking(self) -> None:
+        cfg = self.config
+        self.config_yaml = cfg.to_yaml()
+        if self.is_main:
+            write_text(self.out / "config.yaml", self.config_yaml)
+        self.jsonl.resume_step = self.state.step  # steps after it are trained, and logged, again
+        self.accelerator.init_trackers(
+            cfg.logging.project, config=cfg.to_dict(),
+            init_kwargs={"wandb": {"name": cfg.logging.run_name or self.out.name, "id": self.state.tracker_run_id,
+                                   "resume": "allow", "dir": str(self.out)}},
+        )
+
+    def _setup_evaluation(self) -> None:
+        self.hellaswag = load_hellaswag_examples(self.config, self.log)
+        self.flops_per_token = flops_per_token(self.config.model)
+        self.peak_flops = device_peak_flops(self.accelerator.device, self.mixed_precision)
+
+    def _setup_publishing(self) -> None:
+        hub = self.config.hub
+        self.publisher = HubPublisher(hub.repo_id or "", private=hub.private, log=self.log) \
+            if hub.push and self.is_main else None
 
     def log(self, message: str) -> None:
         if self.is_main:
             tqdm.write(message)
+
+    def _record(self, values: dict[str, Any], step: int, samples: list[str] = ()) -> None:
+        """Send one record (and sample texts) to every tracker."""
+        self.accelerator.log(values, step=step)
+        if samples and self.is_main:
+            for tracker in self.accelerator.trackers:
+                tracker.log_table("samples", columns=["text"], data=[[text] for text in samples], step=step)
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step over `accum` micro-batches; returns the step's metrics."""
@@ -235,7 +239,7 @@ class _Run:
             raise NonFiniteLossError(
                 f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} at step {step} "
                 f"(loss {loss_value}, grad norm {grad_norm}); stopped without saving this state. "
-                f"Newest complete checkpoint: {(list_checkpoints(self.out) or ['none'])[-1]}"
+                f"Newest checkpoint: {(list_checkpoints(self.out) or ['none'])[-1]}"
             )
         lr = self.scheduler.get_last_lr()[0]  # the LR this update uses
         self.optimizer.step()
@@ -245,53 +249,50 @@ class _Run:
         self.state.tokens += cfg.train.total_batch_tokens
         dt = time.perf_counter() - t0
         tokens_per_s = cfg.train.total_batch_tokens / dt
-        record = {"step": step, "tokens": self.state.tokens, "loss": loss_value, "lr": lr,
-                  "grad_norm": grad_norm, "tokens_per_s": tokens_per_s, "step_time_s": dt}
+        record = {"tokens": self.state.tokens, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+                  "tokens_per_s": tokens_per_s, "step_time_s": dt}
         if self.peak_flops is not None:
             record["mfu"] = self.flops_per_token * tokens_per_s / (self.peak_flops * acc.num_processes)
         return record
 
     def evaluate(self, step: int) -> dict[str, Any]:
         acc, cfg = self.accelerator, self.config
-        record: dict[str, Any] = {"step": step, "tokens": self.state.tokens}
-        record["val_loss"] = validation_loss(self.model, acc, cfg, self.tokenizer)
+        record: dict[str, Any] = {"tokens": self.state.tokens,
+                                  "val_loss": validation_loss(self.model, acc, cfg, self.tokenizer)}
         eager = acc.unwrap_model(self.model, keep_torch_compile=False)
         if self.hellaswag:
             try:
                 record.update(hellaswag_scores(eager, self.tokenizer, self.hellaswag, acc, cfg))
-            except ValueError as e:  # e.g. examples longer than the context: the same on every process
-                self.log(f"HellaSwag disabled for the rest of this run: {e}")
+            except ValueError as error:  # e.g. examples longer than the context: the same on every process
+                self.log(f"HellaSwag disabled for the rest of this run: {error}")
                 self.hellaswag = None
         samples = sample_texts(eager, self.tokenizer, acc, cfg, step)
-        if self.is_main:
-            self.metrics.write(record)
-            for text in samples:
-                self.samples_log.write({"step": step, "text": text})
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float))
-            self.log(f"step {step}: {shown}")
-            for text in samples:
-                self.log(f"  sample: {text!r}")
-        acc.log({f"eval/{k}": v for k, v in record.items() if k != "step"}, step=step)
-        if samples and self.config.logging.tracker == "wandb" and self.is_main:
-            acc.get_tracker("wandb").log_table(
-                "eval/samples", columns=["step", "text"], data=[[step, t] for t in samples], step=step
-            )
-        if self.is_main:
-            _write_plots(self.out, self.log)
+        self._record(record, step, samples)
+        self.log(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+        for text in samples:
+            self.log(f"  sample: {text!r}")
+        self._write_plots()
         return record
+
+    def _write_plots(self) -> None:
+        if self.is_main:
+            try:
+                write_run_plots(self.out)
+            except Exception as error:  # noqa: BLE001 - a plotting problem must never stop training
+                self.log(f"plots: could not write plots ({type(error).__name__}: {error})")
 
     def checkpoint(self, step: int) -> None:
         path = save_checkpoint(self.accelerator, self.out, step, self.loader.state_dict(), self.config_yaml,
                                self.config.checkpoint.keep_last)
-        if self.pusher is not None:
+        if self.publisher is not None:
             if self.config.hub.push_checkpoints:
-                self.pusher.push(path, f"checkpoints/{path.name}", f"Checkpoint at step {step}",
-                                 allow_patterns=["model.safetensors", "config.yaml"])
+                self.publisher.push(path, f"checkpoints/{path.name}", f"Checkpoint at step {step}",
+                                    allow_patterns=["model.safetensors", "config.yaml"])
             else:
-                self.pusher.retry_failed()
+                self.publisher.retry_failed()
 
     def save_final(self) -> Path:
-        """`OUT/final/`: save_pretrained folder (safetensors, config, modeling code, generation config),
+        """`OUT/final/`: the save_pretrained folder (safetensors, config, modeling code, generation config),
         tokenizer and model card, written to a temporary folder and renamed."""
         final = self.out / "final"
         # Every process takes part in gathering the weights (needed when they are sharded, e.g. FSDP).
@@ -300,27 +301,29 @@ class _Run:
             tmp = self.out / ".tmp-final"
             shutil.rmtree(tmp, ignore_errors=True)
             model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            model.save_pretrained(tmp, state_dict=state_dict)
             self.tokenizer.save_pretrained(tmp)
-            evals = [r for r in read_jsonl(self.metrics.path) if "val_loss" in r]
-            card = render_model_card(self.config, steps=self.state.step, tokens=self.state.tokens,
-                                     meta=self.meta, final_eval=evals[-1] if evals else {},
-                                     precision=self.mixed_precision, repo_id=self.config.hub.repo_id)
-            (tmp / "README.md").write_text(card)
+            evals = [r for r in read_jsonl(self.jsonl.metrics_path) if "val_loss" in r]
+            card = render_model_card(
+                self.config.to_dict(), n_params=count_params(self.config.model), steps=self.state.step,
+                tokens=self.state.tokens, meta=self.meta, final_eval=evals[-1] if evals else {},
+                precision=self.mixed_precision, repo_id=self.config.hub.repo_id,
+            )
+            write_text(tmp / "README.md", card)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             self.log(f"final model written to {final}")
-            if self.pusher is not None:
-                self.pusher.push(final, "", f"Final model after {self.state.step} steps")
+            if self.publisher is not None:
+                self.publisher.push(final, "", f"Final model after {self.state.step} steps")
         self.accelerator.wait_for_everyone()
         return final
 
-    def run(self) -> TrainResult:
+    def fit(self) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         max_steps = cfg.train.max_steps
         self.log(f"training {max_steps} steps: {self.accum} micro-step(s) of {cfg.train.micro_batch_size} x "
-                 f"{cfg.model.seq_len} tokens on each of {acc.num_processes} process(es), "
-                 f"precision {self.mixed_precision}, device {acc.device}")
+                 f"{cfg.model.seq_len} tokens on each of {acc.num_processes} process(es) "
+                 f"({acc.distributed_type.value}), precision {self.mixed_precision}, device {acc.device}")
         self.model.train()
         bar = tqdm(total=max_steps, initial=self.state.step, disable=not self.is_main, unit="step",
                    dynamic_ncols=True)
@@ -328,11 +331,9 @@ class _Run:
         with StopRequest() as stop:
             while self.state.step < max_steps:
                 record = self.train_step()
-                step = record["step"]
-                if self.is_main and (step % cfg.logging.every == 0 or step == max_steps):
-                    self.metrics.write(record)
+                step = self.state.step
                 if step % cfg.logging.every == 0 or step == max_steps:
-                    acc.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+                    self._record(record, step)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
                 if step % cfg.eval.every == 0 or step == max_steps:
@@ -347,10 +348,9 @@ class _Run:
                     break
         bar.close()
         final_dir = self.save_final() if self.state.step >= max_steps else None
-        if self.is_main:
-            _write_plots(self.out, self.log)
-            if self.pusher is not None:
-                self.pusher.close()
+        self._write_plots()
+        if self.publisher is not None:
+            self.publisher.close()
         acc.end_training()
         return TrainResult(self.out, self.state.step, self.state.tokens, stopped_by, final_dir)
 
@@ -370,4 +370,4 @@ def train(config: RunConfig) -> TrainResult:
     SIGTERM/SIGINT, once the checkpoint of the current step is written. Raises `ConfigError` for an
     inconsistent config and `NonFiniteLossError` when the loss diverges.
     """
-    return _Run(config).run()
+    return Trainer(config).fit()

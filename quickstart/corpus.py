@@ -24,16 +24,10 @@ Python Software Foundation License (PSF-2.0); a corpus written by this module ca
 Output: a ``.jsonl`` file, one document per line, ``{"text": ..., "source": ...}`` (``source`` is
 ``pydoc_data.topics:<topic>`` or ``stdlib:<module>``), which ``nanogpt2.data.prepare_data`` reads
 through its ``text`` column.
-
-Command line::
-
-    python -m nanogpt2.data.builtin_corpus OUT.jsonl [--max-docs N] [--max-chars N] [--seed 0 | --no-shuffle]
-        [--no-topics] [--no-docstrings]
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import os
@@ -43,6 +37,8 @@ import sysconfig
 import tokenize
 from collections.abc import Iterator
 from pathlib import Path
+
+from ..utils import atomic_write
 
 # Folders whose contents are test fixtures or GUI code rather than documentation.
 SKIPPED_DIRS = frozenset({"test", "tests", "idle_test", "idlelib", "__pycache__", "site-packages"})
@@ -156,60 +152,21 @@ def write_builtin_corpus(
     for name, value in (("max_docs", max_docs), ("max_chars", max_chars)):
         if value is not None and value <= 0:
             raise ValueError(f"write_builtin_corpus: {name} must be positive, got {value}")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     documents = list(iter_builtin_documents(topics=topics, docstrings=docstrings))
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(documents)
     n_docs = n_chars = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for doc in documents:
-                if (max_docs is not None and n_docs >= max_docs) or (
-                    max_chars is not None and n_chars >= max_chars
-                ):
-                    break
-                f.write(json.dumps(doc, ensure_ascii=False) + "\n")
-                n_docs += 1
-                n_chars += len(doc["text"])
+    with atomic_write(path) as file:
+        for doc in documents:
+            if (max_docs is not None and n_docs >= max_docs) or (max_chars is not None and n_chars >= max_chars):
+                break
+            file.write(json.dumps(doc, ensure_ascii=False) + "\n")
+            n_docs += 1
+            n_chars += len(doc["text"])
         if n_docs == 0:
             raise RuntimeError(
                 "write_builtin_corpus: found no documentation in this Python installation "
                 f"(pydoc_data and stdlib sources under {sysconfig.get_paths()['stdlib']}); "
                 "pass your own text files instead"
             )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("output", help="path of the .jsonl file to write")
-    parser.add_argument("--max-docs", type=int, default=None, help="stop after this many documents")
-    parser.add_argument("--max-chars", type=int, default=None, help="stop after this many characters")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the document order")
-    parser.add_argument("--no-shuffle", action="store_true", help="keep topics first, then modules by name")
-    parser.add_argument("--no-topics", action="store_true", help="leave out pydoc_data.topics")
-    parser.add_argument("--no-docstrings", action="store_true", help="leave out stdlib docstrings")
-    args = parser.parse_args(argv)
-    out = write_builtin_corpus(
-        args.output,
-        max_docs=args.max_docs,
-        max_chars=args.max_chars,
-        topics=not args.no_topics,
-        docstrings=not args.no_docstrings,
-        shuffle_seed=None if args.no_shuffle else args.seed,
-    )
-    n_docs, n_chars = 0, 0
-    with open(out, encoding="utf-8") as f:
-        for line in f:
-            n_docs += 1
-            n_chars += len(json.loads(line)["text"])
-    print(f"wrote {n_docs:,} documents, {n_chars:,} characters to {out}")
-
-
-if __name__ == "__main__":
-    main()
+    return Path(path)

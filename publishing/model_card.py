@@ -1,12 +1,11 @@
-"""The model card (`README.md`) written into `OUT/final/`."""
+"""The model card (`README.md`) of a trained model, from plain values: the run's config as a dict, the
+data's meta.json and the last evaluation record."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .config import RunConfig
-from .mfu import count_params
-from .references import (
+from ..reporting.references import (
     GPT2_124M_HELLASWAG,
     GPT3_SMALL_HELLASWAG,
     REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS,
@@ -25,11 +24,11 @@ def _data_description(meta: dict[str, Any], fallback: str | None) -> str:
     return f"{text} ({meta['subset']})" if meta.get("subset") else text
 
 
-def render_model_card(config: RunConfig, *, steps: int, tokens: int, meta: dict[str, Any],
+def render_model_card(config: dict[str, Any], *, n_params: int, steps: int, tokens: int, meta: dict[str, Any],
                       final_eval: dict[str, Any], precision: str, repo_id: str | None = None) -> str:
-    m, t = config.model, config.train
+    """The card's markdown. `config` is `RunConfig.to_dict()`; `final_eval` the last record with `val_loss`."""
+    m, t = config["model"], config["train"]
     load_from = repo_id or "path/to/final"
-    hellaswag_n = final_eval.get("hellaswag_n")
     train_tokens = meta.get("splits", {}).get("train", {}).get("tokens")
     data_size = f", {train_tokens:,} training tokens" if isinstance(train_tokens, int) else ""
     val_reference = (f"GPT-2 124M reproduced on 10B FineWeb-Edu tokens: {REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS} "
@@ -40,8 +39,9 @@ def render_model_card(config: RunConfig, *, steps: int, tokens: int, meta: dict[
         hellaswag_rows = f"| HellaSwag acc_norm | not evaluated | {hs_reference} |"
     else:
         hellaswag_rows = (
-            f"| HellaSwag acc_norm ({hellaswag_n} examples) | {_fmt(final_eval['hellaswag_acc_norm'])} "
-            f"| {hs_reference} |\n| HellaSwag acc | {_fmt(final_eval.get('hellaswag_acc'))} | |"
+            f"| HellaSwag acc_norm ({final_eval.get('hellaswag_n')} examples) "
+            f"| {_fmt(final_eval['hellaswag_acc_norm'])} | {hs_reference} |\n"
+            f"| HellaSwag acc | {_fmt(final_eval.get('hellaswag_acc'))} | |"
         )
     return f"""---
 library_name: transformers
@@ -52,30 +52,30 @@ pipeline_tag: text-generation
 
 # nanogpt2 — GPT-2 style model trained from scratch
 
-A {count_params(m) / 1e6:.1f}M-parameter GPT-2 architecture pretrained with nanogpt2
+A {n_params / 1e6:.1f}M-parameter GPT-2 architecture pretrained with nanogpt2
 (transformers model, Accelerate loop).
 
 ## Architecture
 
 | | |
 |---|---|
-| layers / heads / width | {m.n_layer} / {m.n_head} / {m.n_embd} |
-| context length | {m.seq_len} |
-| embedding rows (padded vocabulary) | {m.vocab_size} |
-| parameters (tied embedding counted once) | {count_params(m):,} |
+| layers / heads / width | {m["n_layer"]} / {m["n_head"]} / {m["n_embd"]} |
+| context length | {m["seq_len"]} |
+| embedding rows (padded vocabulary) | {m["vocab_size"]} |
+| parameters (tied embedding counted once) | {n_params:,} |
 
 ## Data
 
-- Data: {_data_description(meta, config.data.path)}{data_size}
+- Data: {_data_description(meta, config["data"].get("path"))}{data_size}
 - Tokenizer: `{meta.get("tokenizer_name", "n/a")}` (hash `{str(meta.get("tokenizer_hash", "n/a"))[:16]}`)
-- Tokens seen: {tokens:,} ({steps:,} steps of {t.total_batch_tokens:,} tokens)
+- Tokens seen: {tokens:,} ({steps:,} steps of {t["total_batch_tokens"]:,} tokens)
 
 ## Hyperparameters
 
-AdamW (betas {t.betas[0]}, {t.betas[1]}, eps {t.eps}, weight decay {t.weight_decay} on matrices and
-embeddings), peak learning rate {t.lr} after {t.warmup_steps} warmup steps, cosine decay to
-{t.min_lr_ratio:g} x peak at step {t.max_steps}, gradient clipping {t.grad_clip}, micro-batch
-{t.micro_batch_size} x {m.seq_len} tokens, precision `{precision}`, seed {config.seed}.
+AdamW (betas {t["betas"][0]}, {t["betas"][1]}, eps {t["eps"]}, weight decay {t["weight_decay"]} on matrices and
+embeddings), peak learning rate {t["lr"]} after {t["warmup_steps"]} warmup steps, cosine decay to
+{t["min_lr_ratio"]:g} x peak at step {t["max_steps"]}, gradient clipping {t["grad_clip"]}, micro-batch
+{t["micro_batch_size"]} x {m["seq_len"]} tokens, precision `{precision}`, seed {config["seed"]}.
 
 ## Results (at step {final_eval.get("step", steps)})
 

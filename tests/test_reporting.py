@@ -1,4 +1,5 @@
-"""Run plots from metrics.jsonl: robust reading, PNG files, reference lines, the plot_run.py CLI."""
+"""Reporting from a run folder: plots of metrics.jsonl (robust reading, PNG files, reference lines), the
+throughput summary, and the `plot` / `throughput` verbs."""
 
 from __future__ import annotations
 
@@ -10,20 +11,25 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO_ROOT
 
-from nanogpt2.training.plots import (
-    GPT2_124M_FINEWEB_EDU_VAL_LOSS,
+from nanogpt2.cli import main
+from nanogpt2.reporting import (
     GPT2_124M_HELLASWAG,
     GPT3_SMALL_HELLASWAG,
+    REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS,
+    summarize_throughput,
+    write_run_plots,
+)
+from nanogpt2.reporting.plots import (
     format_tokens,
     gpt2_reference_comparable,
     hellaswag_figure,
     loss_figure,
     read_metrics,
-    write_run_plots,
 )
+from nanogpt2.utils import InputError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TOKENS_PER_STEP = 8192
 
@@ -104,9 +110,10 @@ def test_loss_figure_labels_and_reference_line(tmp_path: Path) -> None:
     labels = legend_labels(fig)
     assert any(label.startswith("train loss (EMA") for label in labels)
     assert "val loss (last 4.400, best 4.400)" in labels
-    assert not any("GPT-2" in label for label in labels)
+    assert not any(str(REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS) in label for label in labels)
     with_reference = legend_labels(loss_figure(metrics, reference=True, title="run: loss"))
-    assert any(f"({GPT2_124M_FINEWEB_EDU_VAL_LOSS})" in label for label in with_reference)
+    (reference,) = [label for label in with_reference if f"({REPRODUCTION_4090_FINEWEB_EDU_VAL_LOSS})" in label]
+    assert "reproduction" in reference  # not OpenAI's model: no published loss on this data exists
     # The first steps (loss ~10) are clipped so that the descent stays readable; the plot says so.
     low, high = ax.get_ylim()
     assert 4.8 < high < 6.0 and low < 4.0
@@ -154,11 +161,44 @@ def test_reference_only_for_fineweb_edu_with_gpt2_tokenizer(tmp_path: Path, meta
     assert gpt2_reference_comparable(run) is expected
 
 
-def test_plot_run_cli(tmp_path: Path) -> None:
+def test_plot_verb_and_script(tmp_path: Path, capsys) -> None:
     write_metrics(tmp_path, [train_record(s) for s in range(1, 30)] + [eval_record(29, 5.0, 0.26)])
     script = str(REPO_ROOT / "scripts" / "plot_run.py")
     done = subprocess.run([sys.executable, script, str(tmp_path), "--reference"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(tmp_path / "plots" / "loss.png"), str(tmp_path / "plots" / "hellaswag.png")]
-    missing = subprocess.run([sys.executable, script, str(tmp_path / "nope")], capture_output=True, text=True)
-    assert missing.returncode == 2 and "metrics.jsonl does not exist" in missing.stderr
+    missing = tmp_path / "nope"
+    assert main(["plot", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert str(missing / "metrics.jsonl") in err and "Traceback" not in err
+    empty = tmp_path / "empty"
+    write_metrics(empty, [{"step": 1, "event": "started"}])
+    assert main(["plot", str(empty), "--no-reference"]) == 1 and not (empty / "plots").exists()
+
+
+def write_throughput_records(run: Path) -> None:
+    records = [{"step": step, "tokens": step * 8, "loss": 1.0, "tokens_per_s": tps, "step_time_s": 1 / tps,
+                "mfu": mfu} for step, (tps, mfu) in enumerate([(10.0, 0.1), (100.0, 0.4), (300.0, 0.5),
+                                                               (200.0, 0.45)], start=1)]
+    write_metrics(run, [*records, {"step": 4, "val_loss": 1.0}], tail='{"step": 5, "lo')
+
+
+def test_throughput_summary_is_the_median_after_warmup(tmp_path: Path) -> None:
+    write_throughput_records(tmp_path)
+    summary = summarize_throughput(tmp_path, skip=1)
+    assert summary == {"steps": 3, "first_step": 2, "last_step": 4, "tokens_per_s": 200.0, "step_time_s": 1 / 200,
+                       "mfu": 0.45}
+    with pytest.raises(InputError, match="after step 4"):
+        summarize_throughput(tmp_path, skip=4)
+    write_metrics(tmp_path, [{"step": s, "loss": 1.0, "tokens_per_s": 5.0, "step_time_s": 0.2} for s in (1, 2)])
+    assert summarize_throughput(tmp_path, skip=0)["mfu"] is None  # CPU or a GPU without a known peak
+
+
+def test_throughput_verb(tmp_path: Path, capsys) -> None:
+    write_throughput_records(tmp_path)
+    assert main(["throughput", str(tmp_path), "--skip", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2-4 (3)" in out and "200 tokens/s" in out and "45.0%" in out
+    assert main(["throughput", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "missing" / "metrics.jsonl") in err and "Traceback" not in err

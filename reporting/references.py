@@ -2,7 +2,7 @@
 
 HellaSwag: `acc_norm` on the 10,042 validation examples in the build-nanogpt / llm.c convention.
 Validation loss: FineWeb-Edu validation tokens with GPT-2's tokenizer, so only comparable for runs
-on that data and tokenizer.
+on that data and tokenizer. OpenAI published no such loss: the one reference is a reproduction's.
 """
 
 HELLASWAG_CHANCE = 0.25

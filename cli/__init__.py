@@ -1,0 +1,67 @@
+"""The `nanogpt2` command: one verb for each job, each verb a function of the library.
+
+    nanogpt2 quickstart                                   # the whole pipeline on a CPU, offline
+    nanogpt2 prepare --source fineweb-edu --output-dir ~/data/fineweb-edu-10B
+    nanogpt2 pretrain --config configs/gpt2-124m.yaml data.path=~/data/fineweb-edu-10B
+    nanogpt2 eval-hellaswag --model runs/gpt2-124m/final
+    nanogpt2 VERB --help                                  # a verb's flags, with examples
+
+`scripts/VERB.py` runs the same verb, so `accelerate launch scripts/pretrain.py ...` works as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..utils import InputError
+
+# verb -> (module in this package, one-line summary). A verb's module is imported only when it runs,
+# so `nanogpt2 --help` answers at once; each module has `add_arguments(parser)` and `run(args) -> int`.
+VERBS: dict[str, tuple[str, str]] = {
+    "quickstart": ("quickstart", "prepare, pretrain, evaluate and reload a small GPT-2 on a CPU, offline"),
+    "prepare": ("prepare", "tokenize FineWeb-Edu or local text into memory-mapped Arrow shards"),
+    "train-tokenizer": ("train_tokenizer", "train a GPT-2-style byte-level BPE tokenizer on your text"),
+    "pretrain": ("pretrain", "pretrain (or resume) a GPT-2 from a YAML preset and key=value overrides"),
+    "eval-hellaswag": ("eval_hellaswag", "score a causal LM on HellaSwag (acc, acc_norm)"),
+    "generate": ("generate", "sample text from a saved model or a Hub id"),
+    "convert": ("convert", "convert between nanogpt2 and transformers' GPT2LMHeadModel, exactly"),
+    "push": ("push", "upload a run's final model or a checkpoint to the Hugging Face Hub"),
+    "plot": ("plot", "draw a run's loss and HellaSwag curves into OUT/plots/"),
+    "throughput": ("throughput", "median tokens/s, step time and MFU of a run from its metrics.jsonl"),
+}
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `nanogpt2`, with the arguments of `verb` filled in (its module imported)."""
+    parser = argparse.ArgumentParser(prog="nanogpt2", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for name, (module_name, summary) in VERBS.items():
+        if name != verb:
+            verbs.add_parser(name, help=summary)
+            continue
+        module = importlib.import_module(f".{module_name}", __name__)
+        sub = verbs.add_parser(name, help=summary, description=module.__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb; a user's mistake (`InputError`) is one line on stderr and exit status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verb = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(verb if verb in VERBS else None).parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_verb(verb: str) -> int:
+    """`scripts/VERB.py ARGS` is `nanogpt2 VERB ARGS`."""
+    return main([verb, *sys.argv[1:]])

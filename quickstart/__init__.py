@@ -1,0 +1,6 @@
+"""nanogpt2.quickstart: the embedded, offline end-to-end run (`nanogpt2 quickstart`).
+
+`pipeline.run_quickstart(Options(...))` runs the stages; `corpus` writes Python's own documentation as a
+corpus, `tokenizer` chooses GPT-2's tokenizer or trains one, `reload` loads the final model in a fresh
+process. Nothing is imported here, so `python -m nanogpt2.quickstart.reload` loads no nanogpt2 code.
+"""
