@@ -22,11 +22,16 @@ from ..utils import InputError, context_length, load_model_and_tokenizer
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder (save_pretrained) or Hub id")
     parser.add_argument("--prompt", required=True, help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate per sample")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = greedy")
+    parser.add_argument("--num-samples", type=int, default=1, help="independent samples to draw")
+    add_sampling_arguments(parser, max_new_tokens=50, temperature=1.0)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_new_tokens: int, temperature: float) -> None:
+    """The sampling flags shared by `generate` and `chat`, with the verb's defaults."""
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help="most tokens generated")
+    parser.add_argument("--temperature", type=float, default=temperature, help="softmax temperature; 0 = greedy")
     parser.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens; 0 = all")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
-    parser.add_argument("--num-samples", type=int, default=1, help="independent samples to draw")
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 

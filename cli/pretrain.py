@@ -16,7 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..training import NonFiniteLossError, config_reference_markdown, describe_fields, load_config, train
+from ..training import (
+    NonFiniteLossError,
+    RunConfig,
+    config_reference_markdown,
+    describe_fields,
+    load_config,
+    train,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +42,13 @@ def run(args: argparse.Namespace) -> int:
         for key, default, doc in [] if args.markdown else describe_fields():
             print(f"{key} = {default!r}\n    {doc}")
         return 0
+    return train_and_report(load_config(args.config, args.overrides))
+
+
+def train_and_report(config: RunConfig) -> int:
+    """Train; a diverged run is one line and exit 1, a stopped one says where its checkpoint is."""
     try:
-        result = train(load_config(args.config, args.overrides))
+        result = train(config)
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

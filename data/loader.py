@@ -8,6 +8,9 @@ Layout of an epoch (the same on every rank, so ranks never need to talk):
 * Blocks are visited in order, or, with ``shuffle=True``, in a pseudo-random order drawn from
   ``(seed, epoch)``. The order is a keyed Feistel permutation evaluated per index, so it costs no
   memory and jumping to any position is O(1).
+* Conversation data (an ``assistant_masks`` column, 1 where the loss applies) streams the same way;
+  a target whose own mask is 0 becomes ``IGNORE_INDEX`` (-100, ignored by the model's loss), so the
+  loss falls only on the assistant's tokens. ``x`` is unchanged, and data without masks is read as before.
 * A global step takes the next ``B * world_size`` blocks of that order; rank ``r`` gets the
   ``B`` blocks ``r*B ... r*B+B-1`` of them. Every block of an epoch is used exactly once across
   ranks, except the last ``N_blocks % (B * world_size)`` blocks (less than one global batch).
@@ -40,6 +43,8 @@ from .tokenization import load_tokenizer, tokenizer_fingerprint
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+IGNORE_INDEX = -100  # the target id the model's cross-entropy skips
+MASK_COLUMN = "assistant_masks"
 _PERMUTATION_WINDOW = 1024  # shuffled positions evaluated at once (see _shuffled_blocks)
 
 
@@ -92,7 +97,8 @@ class BlockPermutation:
 class TokenLoader:
     """Infinite iterator of ``(x, y)`` int64 CPU tensors of shape ``(batch_size, seq_len)``.
 
-    ``y[i, t] == x[i, t+1]`` within a row's window of the token stream (next-token targets).
+    ``y[i, t] == x[i, t+1]`` within a row's window of the token stream (next-token targets), or
+    ``IGNORE_INDEX`` where the data has ``assistant_masks`` and the target's mask is 0.
     ``tokenizer`` (object, name or path) makes the loader refuse data prepared with another tokenizer.
     """
 
@@ -132,10 +138,12 @@ class TokenLoader:
         self.rank, self.world_size, self.seed, self.shuffle = rank, world_size, seed, bool(shuffle)
 
         # Zero-copy (n_tokens_in_chunk,) uint16/uint32 views of the memory-mapped Arrow record batches.
-        column = load_from_disk(str(self.data_dir / split)).data.column("input_ids")
-        self._chunks = [
-            view for view in (chunk.flatten().to_numpy(zero_copy_only=True) for chunk in column.chunks) if len(view)
-        ]
+        table = load_from_disk(str(self.data_dir / split)).data
+        self._chunks = _flat_views(table.column("input_ids"))
+        # (n_tokens_in_chunk,) uint8 views aligned with the token views (same rows, same list lengths), or None.
+        self._mask_chunks = _flat_views(table.column(MASK_COLUMN)) if MASK_COLUMN in table.column_names else None
+        if self._mask_chunks is not None and [len(m) for m in self._mask_chunks] != [len(c) for c in self._chunks]:
+            raise InputError(f"{self.data_dir / split}: {MASK_COLUMN} and input_ids differ in length; prepare it again")
         self._chunk_starts = np.cumsum([0] + [len(view) for view in self._chunks], dtype=np.int64)
         self.num_tokens = int(self._chunk_starts[-1])
         if self.num_tokens != self._meta["splits"][split]["tokens"]:
@@ -259,13 +267,20 @@ class TokenLoader:
             offset = 0
         return self._window[offset : offset + count]
 
-    def _copy_tokens(self, start: int, out: np.ndarray) -> None:
-        """Copy ``stream[start : start + len(out)]`` into ``out`` (converting dtype), across chunks."""
+    @property
+    def masked(self) -> bool:
+        """True for conversation data: targets outside the assistant's tokens are ``IGNORE_INDEX``."""
+        return self._mask_chunks is not None
+
+    def _copy_tokens(self, start: int, out: np.ndarray, chunks: list[np.ndarray] | None = None) -> None:
+        """Copy ``stream[start : start + len(out)]`` of ``chunks`` (default: the tokens) into ``out`` (converting
+        dtype), across chunks."""
+        chunks = self._chunks if chunks is None else chunks
         chunk = int(np.searchsorted(self._chunk_starts, start, side="right")) - 1
         written = 0
         while written < len(out):
             local = start + written - int(self._chunk_starts[chunk])
-            piece = self._chunks[chunk][local : local + len(out) - written]
+            piece = chunks[chunk][local : local + len(out) - written]
             out[written : written + len(piece)] = piece
             written += len(piece)
             chunk += 1
@@ -275,7 +290,12 @@ class TokenLoader:
         window = np.empty(rows * length + 1, dtype=np.int64)  # (B*T + 1,)
         self._copy_tokens(first_block * length, window)
         flat = torch.from_numpy(window)
-        return flat[:-1].view(rows, length), flat[1:].view(rows, length)
+        x, y = flat[:-1].view(rows, length), flat[1:].view(rows, length)
+        if self._mask_chunks is not None:
+            mask = np.empty(rows * length, dtype=np.uint8)  # (B*T,) masks of the targets
+            self._copy_tokens(first_block * length + 1, mask, self._mask_chunks)
+            y = y.masked_fill(torch.from_numpy(mask).view(rows, length) == 0, IGNORE_INDEX)
+        return x, y
 
     def _read_rows(self, blocks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         length = self.seq_len
@@ -285,14 +305,27 @@ class TokenLoader:
         chunks = np.searchsorted(self._chunk_starts, starts, side="right") - 1
         ends_in_chunk = starts + length + 1 <= self._chunk_starts[chunks + 1]
         window = np.empty(length + 1, dtype=np.int64)
+        mask_window = np.empty(length, dtype=np.uint8)  # (T,) masks of one row's targets
         for row, (start, chunk, inside) in enumerate(zip(starts.tolist(), chunks.tolist(), ends_in_chunk.tolist(),
                                                          strict=True)):
             if inside:  # the common case: the row's T+1 tokens lie in one record batch
                 local = start - int(self._chunk_starts[chunk])
                 piece = self._chunks[chunk][local : local + length + 1]
+                if self._mask_chunks is not None:
+                    mask = self._mask_chunks[chunk][local + 1 : local + length + 1]
             else:
                 self._copy_tokens(start, window)
                 piece = window
+                if self._mask_chunks is not None:
+                    self._copy_tokens(start + 1, mask_window, self._mask_chunks)
+                    mask = mask_window
             x[row] = piece[:-1]
             y[row] = piece[1:]
+            if self._mask_chunks is not None:
+                y[row][mask == 0] = IGNORE_INDEX
         return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _flat_views(column: Any) -> list[np.ndarray]:
+    """Zero-copy (n_values_in_chunk,) views of a list column's memory-mapped record batches (empty ones left out)."""
+    return [view for view in (chunk.flatten().to_numpy(zero_copy_only=True) for chunk in column.chunks) if len(view)]

@@ -17,6 +17,8 @@ TOKENIZER_DIR = "tokenizer"
 SPLITS = ("train", "val")
 FORMAT = "nanogpt2-tokens"
 FORMAT_VERSION = 1
+TEXT_CONTENT = "text"  # meta.json "content": documents for pretraining (the default when absent)
+CHAT_CONTENT = "chat"  # conversations, with an assistant_masks column beside input_ids
 REQUIRED_KEYS = ("format", "format_version", "complete", "tokenizer_hash", "eot_id", "dtype", "splits")
 
 
@@ -50,6 +52,11 @@ def load_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
         if split not in meta["splits"] or not (data_dir / split).is_dir():
             raise InputError(f"{data_dir} has no complete {split!r} split; prepare the data again")
     return meta
+
+
+def is_chat_data(meta: dict[str, Any]) -> bool:
+    """True when a prepared folder holds conversations (``assistant_masks`` beside ``input_ids``)."""
+    return meta.get("content", TEXT_CONTENT) == CHAT_CONTENT
 
 
 def load_data_tokenizer(data_dir: str | os.PathLike[str]) -> PreTrainedTokenizerBase:

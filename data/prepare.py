@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import chain, count
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..utils import InputError, write_json
-from .meta import FORMAT, FORMAT_VERSION, META_FILE, TOKENIZER_DIR, load_meta
+from .meta import FORMAT, FORMAT_VERSION, META_FILE, TEXT_CONTENT, TOKENIZER_DIR, load_meta
 from .sources import (
     FINEWEB_EDU,
     FINEWEB_EDU_REPO,
@@ -65,14 +66,14 @@ class OutputExistsError(InputError, FileExistsError):
     """The output folder holds something other than the data these arguments would make."""
 
 
-def _package_version() -> str:
+def package_version() -> str:
     try:
         return importlib.metadata.version("nanogpt2")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
 
 
-def _say(verbose: bool, message: str) -> None:
+def say(verbose: bool, message: str) -> None:
     if verbose:
         tqdm.write(message, file=sys.stderr)
 
@@ -93,7 +94,7 @@ def _remove_stale_work_dirs(output_dir: Path) -> None:
             continue
 
 
-def _check_existing_output(output_dir: Path, recipe: dict[str, Any]) -> bool:
+def check_existing_output(output_dir: Path, recipe: dict[str, Any]) -> bool:
     """True when ``output_dir`` already holds data made with ``recipe``; raises when it holds anything else."""
     if not output_dir.exists():
         return False
@@ -117,6 +118,66 @@ def _check_existing_output(output_dir: Path, recipe: dict[str, Any]) -> bool:
     if any(output_dir.iterdir()):
         raise OutputExistsError(f"output {output_dir} exists, is not empty and holds no prepared data ({META_FILE})")
     return False
+
+
+@contextmanager
+def atomic_output_dir(output_dir: Path, recipe: dict[str, Any]) -> Iterator[Path]:
+    """A fresh work folder ``.OUT.incomplete-PID`` beside ``output_dir``, renamed to ``output_dir`` when the
+    block ends (write ``meta.json`` last, inside it) and removed when the block raises or is interrupted."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_work_dirs(output_dir)
+    work_dir = output_dir.parent / f"{_work_dir_prefix(output_dir)}{os.getpid()}"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    try:
+        yield work_dir
+        try:
+            os.rename(work_dir, output_dir)
+        except OSError:
+            # Another run finished the same output first: keep it when it is identical.
+            if not check_existing_output(output_dir, recipe):
+                raise
+            shutil.rmtree(work_dir, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+
+
+def data_meta(
+    *,
+    content: str,
+    started: float,
+    sources: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    fingerprint: str,
+    eot_id: int,
+    dtype: str,
+    splits: dict[str, dict[str, Any]],
+    recipe: dict[str, Any],
+    **details: Any,
+) -> dict[str, Any]:
+    """``meta.json`` of a complete prepared folder: the keys every reader needs, then the source's ``details``,
+    then the recipe (what decides the output bytes)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "complete": True,
+        "content": content,
+        "package_version": package_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 3),
+        "sources": sources,
+        "tokenizer_name": tokenizer_name(tokenizer),
+        "tokenizer_hash": fingerprint,
+        "tokenizer_vocab_size": len(tokenizer),
+        "eot_id": eot_id,
+        "dtype": dtype,
+        "documents": sum(split["documents"] for split in splits.values()),
+        "tokens": sum(split["tokens"] for split in splits.values()),
+        "splits": splits,
+        **details,
+        "recipe": recipe,
+    }
 
 
 def _text_file_from_batches(
@@ -171,7 +232,7 @@ def _tokenize_file(text_path: Path, encoder: DocumentEncoder, num_proc: int) -> 
     return tokens.with_format(None)
 
 
-def _document_lengths(tokens: Dataset) -> np.ndarray:
+def document_lengths(tokens: Dataset) -> np.ndarray:
     """(n_docs,) int64 token counts, read from the Arrow list offsets (no token is touched)."""
     column = tokens.data.column("input_ids")
     if column.num_chunks == 0:
@@ -190,8 +251,8 @@ def _shard_summary(split_dir: Path) -> list[dict[str, Any]]:
     return shards
 
 
-def _save_split(tokens: Dataset, split_dir: Path, tokens_per_shard: int, num_proc: int) -> dict[str, Any]:
-    lengths = _document_lengths(tokens)
+def save_split(tokens: Dataset, split_dir: Path, tokens_per_shard: int, num_proc: int) -> dict[str, Any]:
+    lengths = document_lengths(tokens)
     total = int(lengths.sum())
     num_shards = max(1, min(len(tokens), math.ceil(total / tokens_per_shard)))
     writers = min(num_proc, num_shards)  # datasets starts a spawned pool for any num_proc, even 1
@@ -257,7 +318,7 @@ def _tokenize_in_rounds(
             tokens = _tokenize_file(text_path, encoder, num_proc)
             rounds.append(tokens)
             docs_read += docs
-            tokens_read += int(_document_lengths(tokens).sum())
+            tokens_read += int(document_lengths(tokens).sum())
             batches = chain([leftover], batches) if leftover is not None else batches
             if max_tokens is None or tokens_read >= max_tokens or (max_docs is not None and docs_read >= max_docs):
                 break
@@ -269,7 +330,7 @@ def _tokenize_in_rounds(
 def _split_points(tokens: Dataset, val_tokens: int, max_tokens: int | None) -> tuple[int, int]:
     """(validation documents, documents kept): validation = the shortest prefix of documents holding
     >= val_tokens tokens; kept = the longest prefix holding <= max_tokens tokens."""
-    cumulative = np.cumsum(_document_lengths(tokens))
+    cumulative = np.cumsum(document_lengths(tokens))
     num_docs = len(cumulative)
     if max_tokens is not None:
         num_docs = int(np.searchsorted(cumulative, max_tokens, side="right"))
@@ -344,20 +405,16 @@ def prepare_data(
         "tokens_per_shard": tokens_per_shard,
         "format_version": FORMAT_VERSION,
     }
-    if _check_existing_output(output_dir, recipe):
-        _say(verbose, f"{output_dir} already holds complete data prepared with these arguments; nothing to do")
+    if check_existing_output(output_dir, recipe):
+        say(verbose, f"{output_dir} already holds complete data prepared with these arguments; nothing to do")
         return output_dir
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_work_dirs(output_dir)
-    work_dir = output_dir.parent / f"{_work_dir_prefix(output_dir)}{os.getpid()}"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    staging = work_dir / "staging"
-    staging.mkdir(parents=True)
     if num_proc > 1:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one Rust thread per map worker
     started = time.time()
-    try:
+    with atomic_output_dir(output_dir, recipe) as work_dir:
+        staging = work_dir / "staging"
+        staging.mkdir()
         skipped = SkippedRecords()
         batches = (
             fineweb_edu_text_batches(subset, text_column, streaming, skipped)
@@ -370,7 +427,7 @@ def prepare_data(
         encoder, encoder_description = build_document_encoder(
             tokenizer, text_column="text", sample_texts=probe, fingerprint=fingerprint
         )
-        _say(verbose, f"Tokenizer {tokenizer_name(tokenizer) or '(in memory)'}: encoding with {encoder_description}")
+        say(verbose, f"Tokenizer {tokenizer_name(tokenizer) or '(in memory)'}: encoding with {encoder_description}")
         chars_per_token = max(sum(map(len, probe)), 1) / sum(len(ids) + 1 for ids in encoder.encode_texts(probe))
         all_tokens = _tokenize_in_rounds(
             batches, encoder, staging, num_proc, max_docs, max_tokens, chars_per_token, verbose
@@ -379,50 +436,22 @@ def prepare_data(
             raise SourceError(f"the sources contain no documents: {', '.join(sources)}")
         val_docs, num_docs = _split_points(all_tokens, val_tokens, max_tokens)
         splits = {
-            "val": _save_split(all_tokens.select(range(val_docs)), work_dir / "val", tokens_per_shard, num_proc),
-            "train": _save_split(
+            "val": save_split(all_tokens.select(range(val_docs)), work_dir / "val", tokens_per_shard, num_proc),
+            "train": save_split(
                 all_tokens.select(range(val_docs, num_docs)), work_dir / "train", tokens_per_shard, num_proc
             ),
         }
         tokenizer.save_pretrained(str(work_dir / TOKENIZER_DIR))
         del all_tokens
         shutil.rmtree(staging)
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "complete": True,
-            "package_version": _package_version(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seconds": round(time.time() - started, 3),
-            "source": source_recipe["source"],
-            "subset": subset if hub else None,
-            "sources": sources,
-            "text_column": text_column,
-            "tokenizer_name": tokenizer_name(tokenizer),
-            "tokenizer_hash": fingerprint,
-            "tokenizer_vocab_size": len(tokenizer),
-            "encoder": encoder.path,
-            "eot_id": encoder.eot_id,
-            "dtype": encoder.dtype,
-            "documents": sum(split["documents"] for split in splits.values()),
-            "tokens": sum(split["tokens"] for split in splits.values()),
-            "splits": splits,
-            "skipped_null_text": skipped.null_text,
-            "skipped_null_text_first": skipped.first,
-            "recipe": recipe,
-        }
+        meta = data_meta(
+            content=TEXT_CONTENT, started=started, sources=sources, tokenizer=tokenizer, fingerprint=fingerprint,
+            eot_id=encoder.eot_id, dtype=encoder.dtype, splits=splits, recipe=recipe,
+            source=source_recipe["source"], subset=subset if hub else None, text_column=text_column,
+            encoder=encoder.path, skipped_null_text=skipped.null_text, skipped_null_text_first=skipped.first,
+        )
         write_json(work_dir / META_FILE, meta)
-        try:
-            os.rename(work_dir, output_dir)
-        except OSError:
-            # Another run finished the same output first: keep it when it is identical.
-            if not _check_existing_output(output_dir, recipe):
-                raise
-            shutil.rmtree(work_dir, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
-    _say(
+    say(
         verbose,
         f"Wrote {output_dir}: train {splits['train']['tokens']:,} tokens / {splits['train']['documents']:,} docs, "
         f"val {splits['val']['tokens']:,} tokens / {splits['val']['documents']:,} docs ({time.time() - started:.1f} s)",

@@ -8,7 +8,7 @@ folder's modeling files, so the saved folder loads anywhere with `trust_remote_c
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_nanogpt2 import NanoGPT2Config
-from .convert import convert_from_hf_gpt2, convert_to_hf_gpt2, padded_vocab_size
+from .convert import convert_from_hf_gpt2, convert_to_hf_gpt2, load_gpt2, padded_vocab_size
 from .modeling_nanogpt2 import (
     NanoGPT2LMHeadModel,
     NanoGPT2Model,
@@ -29,5 +29,6 @@ __all__ = [
     "NanoGPT2PreTrainedModel",
     "convert_from_hf_gpt2",
     "convert_to_hf_gpt2",
+    "load_gpt2",
     "padded_vocab_size",
 ]

@@ -18,6 +18,8 @@ class NanoGPT2Config(PretrainedConfig):
         n_layer: number of transformer blocks.
         n_head: attention heads per block; `n_embd` must be divisible by it.
         n_inner: width of the MLP's hidden layer; `None` means `4 * n_embd`.
+        activation_function: the MLP's GELU: `"gelu_new"`, GPT-2's tanh approximation, or `"gelu"`, the
+            exact (erf) one that nanoGPT's models use (transformers' names for the two).
         layer_norm_epsilon: epsilon of every LayerNorm.
         initializer_range: standard deviation of the normal initialisation of weights.
         embd_pdrop, attn_pdrop, resid_pdrop: dropout on embeddings, attention probabilities and
@@ -45,6 +47,7 @@ class NanoGPT2Config(PretrainedConfig):
         n_layer: int = 12,
         n_head: int = 12,
         n_inner: int | None = None,
+        activation_function: str = "gelu_new",
         layer_norm_epsilon: float = 1e-5,
         initializer_range: float = 0.02,
         embd_pdrop: float = 0.0,
@@ -63,6 +66,8 @@ class NanoGPT2Config(PretrainedConfig):
             raise ValueError(
                 f"tokenizer_vocab_size ({tokenizer_vocab_size}) must be in 1..vocab_size ({vocab_size})"
             )
+        if activation_function not in ("gelu_new", "gelu"):
+            raise ValueError(f"activation_function must be 'gelu_new' or 'gelu', got {activation_function!r}")
         for name, p in (("embd_pdrop", embd_pdrop), ("attn_pdrop", attn_pdrop), ("resid_pdrop", resid_pdrop)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
@@ -72,6 +77,7 @@ class NanoGPT2Config(PretrainedConfig):
         self.n_layer = n_layer
         self.n_head = n_head
         self.n_inner = n_inner
+        self.activation_function = activation_function
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
         self.embd_pdrop = embd_pdrop

@@ -1,20 +1,27 @@
-"""Exact conversion between nanogpt2 and transformers' own `GPT2LMHeadModel` (`nanogpt2 convert` runs it).
+"""Exact conversion between nanogpt2 and transformers' own `GPT2LMHeadModel`, and `load_gpt2`, which starts
+nanogpt2 from any GPT-2 a user has (`nanogpt2 convert` and the Trainer's `init_from` run them).
 
 Both directions copy the same weights under the same names: four projections are transposed and the
-token embedding gains or loses its padding rows. Everything else is identical.
+token embedding gains or loses its padding rows. Everything else is identical. Files of other trainers
+(nanoGPT, build-nanogpt, llm.c) are read by `external.py`.
 """
 
+import copy
+import zipfile
 from pathlib import Path
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel
+from transformers import AutoConfig, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from .configuration_nanogpt2 import NanoGPT2Config
+from .external import GPT2_TOKENS, ForeignGPT2, is_llmc_model, read_llmc_model, read_nanogpt_checkpoint
 from .modeling_nanogpt2 import NanoGPT2LMHeadModel
 
 # GPT-2 stores these projections as Conv1D, weight (in, out); nanogpt2 uses nn.Linear, weight (out, in).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# Files (not folders) that `load_gpt2` reads: nanoGPT / build-nanogpt checkpoints and llm.c model files.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 # Config fields with the same name and meaning in GPT2Config and NanoGPT2Config.
 _SHARED_CONFIG = ("n_positions", "n_embd", "n_layer", "n_head", "n_inner", "layer_norm_epsilon", "initializer_range",
                   "embd_pdrop", "attn_pdrop", "resid_pdrop", "bos_token_id", "eos_token_id")
@@ -28,8 +35,8 @@ def padded_vocab_size(n: int, multiple: int = 64) -> int:
 def _check_plain_gpt2(config: GPT2Config) -> None:
     """Refuse GPT-2 variants whose computation nanogpt2 does not reproduce."""
     problems = []
-    if config.activation_function not in _TANH_GELUS:
-        problems.append(f"activation_function={config.activation_function!r} (needs one of {_TANH_GELUS})")
+    if config.activation_function not in (*_TANH_GELUS, "gelu"):
+        problems.append(f"activation_function={config.activation_function!r} (needs gelu or one of {_TANH_GELUS})")
     if getattr(config, "add_cross_attention", False):
         problems.append("add_cross_attention=True")
     if not getattr(config, "scale_attn_weights", True):
@@ -61,6 +68,8 @@ def _copy_weights(source: PreTrainedModel, target: PreTrainedModel, vocab_rows: 
     if unexpected or set(missing) - {"lm_head.weight"}:
         raise ValueError(f"weight names do not match: missing {missing}, unexpected {unexpected}")
     target.tie_weights()
+    # Generation defaults travel too: a chat model's eos_token_id lists the end-of-turn id beside <|endoftext|>.
+    target.generation_config = copy.deepcopy(source.generation_config)
     return target.train(source.training)
 
 
@@ -88,6 +97,7 @@ def convert_from_hf_gpt2(
     n_real = hc.vocab_size
     vocab_size = padded_vocab_size(n_real, pad_vocab_to_multiple_of) if pad_vocab_to_multiple_of else n_real
     config = NanoGPT2Config(vocab_size=vocab_size, tokenizer_vocab_size=n_real if vocab_size != n_real else None,
+                            activation_function="gelu" if hc.activation_function == "gelu" else "gelu_new",
                             **_shared_config(hc))
     return _copy_weights(hf, NanoGPT2LMHeadModel(config), vocab_size)
 
@@ -100,6 +110,75 @@ def convert_to_hf_gpt2(model: NanoGPT2LMHeadModel, keep_vocab_padding: bool = Fa
     """
     c = model.config
     vocab_size = c.vocab_size if keep_vocab_padding else c.num_real_tokens
-    hc = GPT2Config(vocab_size=vocab_size, activation_function="gelu_new", tie_word_embeddings=True,
+    hc = GPT2Config(vocab_size=vocab_size, activation_function=c.activation_function, tie_word_embeddings=True,
                     **_shared_config(c))
     return _copy_weights(model, GPT2LMHeadModel(hc), vocab_size)
+
+
+def _from_foreign(foreign: ForeignGPT2, pad_vocab_to_multiple_of: int | None) -> NanoGPT2LMHeadModel:
+    """A nanogpt2 model with the weights another trainer saved; the architecture is read off the tensors' shapes."""
+    state = dict(foreign.state)
+    wte = state["transformer.wte.weight"]  # (rows, C)
+    rows, n_embd = wte.shape
+    vocab_size = padded_vocab_size(rows, pad_vocab_to_multiple_of) if pad_vocab_to_multiple_of else rows
+    state["transformer.wte.weight"] = torch.cat([wte, wte.new_zeros(vocab_size - rows, n_embd)])
+    # GPT-2's <|endoftext|> (50256) starts and ends text; another vocabulary (nanoGPT's characters) has none.
+    endoftext = GPT2_TOKENS - 1 if foreign.n_real_tokens == GPT2_TOKENS else None
+    fc = state.get("transformer.h.0.mlp.c_fc.weight")  # (n_inner, C)
+    config = NanoGPT2Config(
+        vocab_size=vocab_size, n_positions=state["transformer.wpe.weight"].shape[0], n_embd=n_embd,
+        n_layer=sum(name.endswith(".ln_1.weight") for name in state), n_head=foreign.n_head,
+        n_inner=None if fc is None or fc.shape[0] == 4 * n_embd else fc.shape[0],
+        tokenizer_vocab_size=foreign.n_real_tokens if foreign.n_real_tokens != vocab_size else None,
+        embd_pdrop=foreign.dropout, attn_pdrop=foreign.dropout, resid_pdrop=foreign.dropout,
+        bos_token_id=endoftext, eos_token_id=endoftext,
+        activation_function="gelu" if foreign.exact_gelu else "gelu_new",
+    )
+    model = NanoGPT2LMHeadModel(config)
+    expected = {name: tensor.shape for name, tensor in model.state_dict().items() if name != "lm_head.weight"}
+    problems = [f"missing {name}" for name in expected if name not in state]
+    problems += [f"unexpected {name}" for name in state if name not in expected]
+    problems += [f"{name} is {tuple(state[name].shape)}, GPT-2 needs {tuple(shape)}"
+                 for name, shape in expected.items() if name in state and state[name].shape != shape]
+    if problems:
+        raise ValueError(f"not a GPT-2 of {config.n_layer} layers x {n_embd}: " + "; ".join(problems[:3])
+                         + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
+    model.load_state_dict({name: tensor.float() for name, tensor in state.items()}, strict=False)
+    model.tie_weights()
+    return model.eval()
+
+
+def load_gpt2(source: str | Path, *, pad_vocab_to_multiple_of: int | None = 64) -> NanoGPT2LMHeadModel:
+    """A nanogpt2 model (fp32) with exactly the weights of `source`, whatever saved it:
+
+    - a nanogpt2 folder or Hub id: loaded as it is;
+    - a transformers `GPT2LMHeadModel` folder or Hub id (`openai-community/gpt2`): converted;
+    - a nanoGPT / build-nanogpt checkpoint (`ckpt.pt`, `model_19072.pt`): read with `weights_only=True`
+      (nanoGPT's exact GELU is kept: `activation_function="gelu"`);
+    - an llm.c model file (`gpt2_124M.bin`, fp32 or bf16): read as raw bytes.
+
+    Imported vocabularies are padded to a multiple of `pad_vocab_to_multiple_of` (None: as they are), the real
+    token count kept as `tokenizer_vocab_size` so padded ids are never predicted. A 50,304-row checkpoint from
+    nanoGPT / build-nanogpt is GPT-2's 50,257 tokens plus padding; llm.c files say both counts.
+
+    Raises ValueError (naming `source`) for a file that is not one of these or whose shapes are not a GPT-2, and
+    OSError for a folder or Hub id that cannot be loaded.
+    """
+    path = Path(source)
+    if path.is_file():
+        try:
+            # llm.c files and PyTorch's (a zip archive) both end in .bin: tell them apart by their first bytes.
+            is_llmc = is_llmc_model(path) or (path.suffix == ".bin" and not zipfile.is_zipfile(path))
+            foreign = read_llmc_model(path) if is_llmc else read_nanogpt_checkpoint(path)
+            model = _from_foreign(foreign, pad_vocab_to_multiple_of)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
+        return model
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        raise ValueError(f"{source}: no such file")
+    config = AutoConfig.from_pretrained(str(source))
+    if config.model_type == NanoGPT2Config.model_type:
+        return NanoGPT2LMHeadModel.from_pretrained(str(source), dtype=torch.float32)
+    if config.model_type == "gpt2":
+        return convert_from_hf_gpt2(str(source), pad_vocab_to_multiple_of, dtype=torch.float32)
+    raise ValueError(f"{source} is a {config.model_type!r} model, not GPT-2")

@@ -60,7 +60,8 @@ class NanoGPT2MLP(nn.Module):
         super().__init__()
         inner = config.n_inner or 4 * config.n_embd
         self.c_fc = nn.Linear(config.n_embd, inner)
-        self.act = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
+        # GPT-2's "gelu_new" is the tanh approximation; "gelu" the exact one (nanoGPT's models).
+        self.act = nn.GELU(approximate="none" if config.activation_function == "gelu" else "tanh")
         self.c_proj = nn.Linear(inner, config.n_embd)
         self.c_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.resid_pdrop)
@@ -257,13 +258,16 @@ class NanoGPT2LMHeadModel(NanoGPT2PreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor = 0,
         inputs_embeds: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Logits (B, T, vocab_size) and, given targets, the mean next-token cross-entropy.
 
         `labels` (B, T) are the inputs themselves (shifted by one inside, as in transformers);
         `shift_labels` (B, T) are already the next tokens (what a packed token loader yields).
-        Targets equal to -100 are ignored.
+        Targets equal to -100 are ignored. `num_items_in_batch` (transformers' name) divides the summed
+        loss instead of this batch's target count: the mean over every target of a gradient-accumulated
+        step, and 0, not NaN, for a batch whose targets are all ignored.
         """
         out = self.transformer(
             input_ids=input_ids,
@@ -288,6 +292,8 @@ class NanoGPT2LMHeadModel(NanoGPT2PreTrainedModel, GenerationMixin):
             # fp32 softmax for a stable loss under bf16 autocast.
             loss = F.cross_entropy(
                 logits.float().view(-1, logits.shape[-1]), shift_labels.reshape(-1).to(logits.device),
-                ignore_index=-100,
+                ignore_index=-100, reduction="mean" if num_items_in_batch is None else "sum",
             )
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)

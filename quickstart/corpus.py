@@ -36,6 +36,7 @@ import sys
 import sysconfig
 import tokenize
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..utils import atomic_write
@@ -85,35 +86,55 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
         return "(...)"
 
 
-def module_document(module: str, path: Path) -> str | None:
-    """A module's docstrings as one document, or None if the file has none or does not parse."""
+@dataclass
+class Docstring:
+    """One docstring of a module's source: what it documents and the text."""
+
+    kind: str  # "module", "class", "def" or "async def"
+    name: str  # dotted, from the module: "json", "json.JSONDecoder", "json.JSONDecoder.decode"
+    signature: str  # "(s, *, cls=None)" for functions, "" otherwise
+    text: str
+
+    @property
+    def header(self) -> str:
+        return f"Module {self.name}" if self.kind == "module" else f"{self.kind} {self.name}{self.signature}"
+
+
+def module_docstrings(module: str, path: Path) -> list[Docstring]:
+    """The docstrings of a module file in source order (module, then each class, function and method);
+    empty if it has none or does not parse."""
     try:
         with tokenize.open(path) as f:  # honours the file's coding declaration
             tree = ast.parse(f.read(), filename=str(path))
     except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
-        return None
-    sections: list[str] = []
+        return []
     module_doc = ast.get_docstring(tree)
-    if module_doc:
-        sections.append(f"Module {module}\n\n{module_doc}")
+    found = [Docstring("module", module, "", module_doc)] if module_doc else []
 
     def visit(body: list[ast.stmt], prefix: str) -> None:
         for node in body:
             if isinstance(node, ast.ClassDef):
                 doc = ast.get_docstring(node)
                 if doc:
-                    sections.append(f"class {prefix}{node.name}\n\n{doc}")
+                    found.append(Docstring("class", f"{prefix}{node.name}", "", doc))
                 visit(node.body, f"{prefix}{node.name}.")
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 doc = ast.get_docstring(node)
                 if doc:
                     keyword = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
-                    sections.append(f"{keyword} {prefix}{node.name}{_signature(node)}\n\n{doc}")
+                    found.append(Docstring(keyword, f"{prefix}{node.name}", _signature(node), doc))
 
     visit(tree.body, f"{module}.")
-    if not sections:
+    return found
+
+
+def module_document(module: str, path: Path) -> str | None:
+    """A module's docstrings as one document, each under its header line, or None if there are none."""
+    docstrings = module_docstrings(module, path)
+    if not docstrings:
         return None
-    if not module_doc:
+    sections = [f"{doc.header}\n\n{doc.text}" for doc in docstrings]
+    if docstrings[0].kind != "module":
         sections.insert(0, f"Module {module}")
     return "\n\n".join(sections).strip()
 

@@ -1,10 +1,12 @@
-"""The quickstart's five stages, each a function that returns what it made, run and timed by `run_quickstart`.
+"""The quickstart's stages, each a function that returns what it made, run and timed by `run_quickstart`.
 
 1. corpus     Python's own documentation (`corpus.py`, PSF license), or the user's files;
 2. tokenizer  GPT-2's when it can be loaded, else a byte-level BPE trained on the corpus (`tokenizer.py`);
 3. data       `nanogpt2.data.prepare_data` into OUT/data;
 4. pretrain   `nanogpt2.training.train` with configs/quickstart.yaml, sized to the tokenizer;
-5. reload     a fresh Python process loads OUT/final as anyone downloading it would, and samples (`reload.py`).
+5. reload     a fresh Python process loads OUT/final as anyone downloading it would, and samples (`reload.py`);
+6. chat       with `--chat` only: fine-tune OUT/final on conversations about Python into OUT/sft, measure its
+              end-of-turn rate before and after, and ask it a question in a fresh process (`chat.py`).
 
 OUT/quickstart.json keeps the choices of the last run (so a re-run reuses the corpus, tokenizer and
 data, and training resumes from the newest checkpoint) and the last run's outcome and stage times.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,15 +25,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..data import OutputExistsError, load_meta, prepare_data
+from ..data.chat_template import CHAT_TOKENS
 from ..data.sources import iter_texts, resolve_local_files
 from ..modeling import padded_vocab_size
 from ..reporting import write_run_plots
 from ..training import EvalConfig, ModelConfig, RunConfig, TrainResult, flops_per_token, load_config, train
 from ..utils import InputError, read_jsonl, write_json
+from .chat import DEFAULT_QUESTION, ChatResult, run_chat_stage
 from .corpus import write_builtin_corpus
 from .tokenizer import TokenizerChoice, choose_tokenizer, hub_reachable
 
@@ -44,6 +50,7 @@ STAGES = {  # name -> heading
     "data": "Data: tokenize into Arrow shards",
     "pretraining": "Pretraining (nanogpt2.training.train, as `nanogpt2 pretrain`)",
     "reload": "Load final/ in a fresh process and generate",
+    "chat": "Chat: fine-tune on conversations about Python (as `nanogpt2 sft`), then ask it in a fresh process",
 }
 
 
@@ -62,11 +69,17 @@ class Options:
     prompt: str = DEFAULT_PROMPT
     fresh: bool = False
     overrides: list[str] = field(default_factory=list)  # key=value, applied last
+    chat: bool = False  # the chat stage after the reload
+    question: str = DEFAULT_QUESTION  # asked of the fine-tuned model in a fresh process
+    chat_conversations: int | None = None  # at most this many; None: all the documentation gives
+    sft_overrides: list[str] = field(default_factory=list)  # key=value over configs/sft-smoke.yaml
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         if self.max_steps is not None and self.max_steps <= 0:
             raise InputError(f"--max-steps must be > 0, got {self.max_steps}")
+        if self.chat_conversations is not None and self.chat_conversations <= 0:
+            raise InputError(f"--chat-conversations must be > 0, got {self.chat_conversations}")
         if self.vocab_size < 258:
             raise InputError(f"--vocab-size must be at least 258 (256 bytes, a merge, <|endoftext|>), "
                              f"got {self.vocab_size}")
@@ -100,13 +113,15 @@ class Result:
     train: TrainResult
     plots: list[Path]
     reloaded: bool = False
+    chat: ChatResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, and "total"
 
 
 @contextmanager
-def timed_stage(name: str, seconds: dict[str, float]) -> Iterator[None]:
-    """Print the stage's heading, run it, then print and keep its elapsed time in `seconds[name]`."""
-    label = f"[{list(STAGES).index(name) + 1}/{len(STAGES)}]"
+def timed_stage(name: str, seconds: dict[str, float], count: int = len(STAGES)) -> Iterator[None]:
+    """Print the stage's heading, run it, then print and keep its elapsed time in `seconds[name]`; `count`: how
+    many of STAGES this run has."""
+    label = f"[{list(STAGES).index(name) + 1}/{count}]"
     print(f"\n{label} {STAGES[name]}", flush=True)
     started = time.perf_counter()
     yield
@@ -208,7 +223,8 @@ def run_config(options: Options, tokenizer_size: int) -> tuple[RunConfig, Hellas
     """configs/quickstart.yaml sized to the tokenizer (vocabulary rows, steps, eval and checkpoint intervals),
     then the user's overrides."""
     preset = load_config(PRESET, [])
-    model = dataclasses.replace(preset.model, vocab_size=padded_vocab_size(tokenizer_size))
+    # Spare rows for the chat markers, so `--chat` (or a later `nanogpt2 sft`) needs no embedding resize.
+    model = dataclasses.replace(preset.model, vocab_size=padded_vocab_size(tokenizer_size + len(CHAT_TOKENS)))
     steps = options.max_steps or budget_steps(preset, model)
     overrides = [
         f"out_dir={options.out}", f"data.path={options.out / 'data'}", f"model.vocab_size={model.vocab_size}",
@@ -223,12 +239,12 @@ def run_config(options: Options, tokenizer_size: int) -> tuple[RunConfig, Hellas
 
 def reload_final(final: Path, prompt: str) -> bool:
     """Load `final` in a fresh Python process (its own code, not this package's) and sample from it."""
-    done = subprocess.run([sys.executable, "-m", "nanogpt2.quickstart.reload", str(final), prompt], check=False)
+    done = subprocess.run([sys.executable, "-m", "nanogpt2.quickstart.reload", "--", str(final), prompt], check=False)
     return done.returncode == 0
 
 
 def run_quickstart(options: Options) -> Result | None:
-    """The five stages, each printed with its elapsed time, then a summary of where everything went.
+    """The stages, each printed with its elapsed time, then a summary of where everything went.
 
     None when training stopped early (a signal): the same command continues it."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer is used before processes fork
@@ -236,15 +252,16 @@ def run_quickstart(options: Options) -> Result | None:
     out = options.out
     prepare_output(out, options.fresh)
     seconds: dict[str, float] = {}
-    with timed_stage("corpus", seconds):
+    stage = partial(timed_stage, seconds=seconds, count=len(STAGES) if options.chat else len(STAGES) - 1)
+    with stage("corpus"):
         corpus = make_corpus(out, options.sources)
         print(corpus.description)
-    with timed_stage("tokenizer", seconds):
+    with stage("tokenizer"):
         choice, reused = make_tokenizer(out, options, corpus)
         print(f"using {choice}" + (f" [reused from {out / 'tokenizer'}]" if reused else ""))
-    with timed_stage("data", seconds):
+    with stage("data"):
         meta = make_data(out, options, corpus)
-    with timed_stage("pretraining", seconds):
+    with stage("pretraining"):
         config, hellaswag = run_config(options, int(meta["tokenizer_vocab_size"]))
         print(f"HellaSwag: {hellaswag}")
         print(f"model: {config.model.n_layer} layers, {config.model.n_head} heads, width {config.model.n_embd}, "
@@ -256,8 +273,14 @@ def run_quickstart(options: Options) -> Result | None:
             return None
         plots = write_run_plots(out)
     result = Result(corpus, choice, reused, meta, hellaswag, trained, plots)
-    with timed_stage("reload", seconds):
+    with stage("reload"):
         result.reloaded = reload_final(trained.final_dir, options.prompt)
+    if options.chat and result.reloaded:
+        with stage("chat"):
+            result.chat = run_chat_stage(out, trained.final_dir, options.question, options.sft_overrides,
+                                         options.chat_conversations)
+        if result.chat is None:
+            return None
     result.seconds = {**seconds, "total": time.perf_counter() - started}
     write_json(out / STATE_FILE, {**read_state(out), "last_run": outcome(result)})
     if result.reloaded:
@@ -271,7 +294,8 @@ def outcome(result: Result) -> dict[str, Any]:
     """The last run in plain values (OUT/quickstart.json's "last_run")."""
     return {"step": result.train.step, "final_dir": str(result.train.final_dir), "reloaded": result.reloaded,
             "tokenizer_reused": result.tokenizer_reused, "hellaswag_source": result.hellaswag.source,
-            "seconds": {name: round(seconds, 1) for name, seconds in result.seconds.items()}}
+            "seconds": {name: round(seconds, 1) for name, seconds in result.seconds.items()},
+            **({"chat": result.chat.outcome()} if result.chat else {})}
 
 
 def print_summary(out: Path, result: Result, prompt: str) -> None:
@@ -295,6 +319,8 @@ def print_summary(out: Path, result: Result, prompt: str) -> None:
         ("checkpoints", f"{out / 'checkpoints'}/ ({checkpoints})"),
         ("plots", ", ".join(str(path) for path in result.plots) or "none"),
         ("final model", f"{result.train.final_dir} (AutoModelForCausalLM, trust_remote_code=True)"),
+        *([("chat model", f"{result.chat.train.final_dir} (end-of-turn rate {result.chat.eot_rate_before:.2f} "
+                          f"before fine-tuning, {result.chat.eot_rate_after:.2f} after)")] if result.chat else []),
         ("stage times", ", ".join(f"{name} {duration(s)}" for name, s in result.seconds.items() if name != "total")),
     ]
     print(f"\nDone in {duration(result.seconds['total'])}. Everything is under {out}/:")
@@ -302,3 +328,6 @@ def print_summary(out: Path, result: Result, prompt: str) -> None:
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
     print(f'\nTry: nanogpt2 generate --model {result.train.final_dir} --prompt "{prompt}"')
+    if result.chat:
+        question = shlex.quote(result.chat.answer["question"])  # backticks and quotes survive the shell
+        print(f"     nanogpt2 chat --model {result.chat.train.final_dir} --prompt {question}")

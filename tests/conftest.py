@@ -142,3 +142,28 @@ def reference_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference") / "run"
     train_in_process(tiny_config(tiny_data, out, "checkpoint.keep_last=2"))
     return out
+
+
+def generated_conversations(n: int = 300, seed: int = 0) -> list[dict]:
+    """One-turn conversations in the `messages` format: a question about a sentence, answered from it."""
+    rng = random.Random(seed)
+    conversations = []
+    for _ in range(n):
+        subject, verb, obj = rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)
+        conversations.append({"messages": [
+            {"role": "user", "content": f"What {verb.split()[0].removesuffix('s')}s {subject}?"},
+            {"role": "assistant", "content": f"{subject.capitalize()} {verb} {obj}."},
+        ]})
+    return conversations
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_data(tiny_tokenizer_dir, tmp_path_factory) -> Path:
+    """Prepared conversations (`nanogpt2 prepare --format chat`) with the tiny tokenizer, made once."""
+    from nanogpt2.data import prepare_chat_data
+
+    root = tmp_path_factory.mktemp("tiny_chat_data")
+    corpus = root / "conversations.jsonl"
+    corpus.write_text("".join(json.dumps(c) + "\n" for c in generated_conversations()))
+    return prepare_chat_data([str(corpus)], root / "prepared", tokenizer=str(tiny_tokenizer_dir), max_length=64,
+                             val_fraction=0.1, verbose=False)

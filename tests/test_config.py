@@ -69,7 +69,7 @@ def test_saved_config_round_trips() -> None:
 
 @pytest.mark.parametrize("override,message", [
     ("train.foo=1", "unknown key train.foo; valid keys in train: micro_batch_size, total_batch_tokens"),
-    ("trian.lr=1", "unknown key trian.lr; valid keys: out_dir, seed, resume, model, data, train"),
+    ("trian.lr=1", "unknown key trian.lr; valid keys: out_dir, seed, init_from, resume, model, data, train"),
     ("train.max_steps=abc", "train.max_steps: Value 'abc' of type 'str' could not be converted to Integer"),
     ("train.max_steps=2.5", "train.max_steps: Value '2.5' of type 'float' could not be converted to Integer"),
     ("train.compile=maybe", "train.compile: Value 'maybe' is not a valid bool"),

@@ -27,19 +27,28 @@ from nanogpt2.utils import InputError, write_json
 STREAM_TOKENS = 20_011  # stream positions 0..20010 are the token ids (all < 2**16)
 
 
-def write_position_split(data_dir: Path, total: int = STREAM_TOKENS, num_shards: int = 3) -> Path:
-    """A prepared-data folder whose train/val token streams are 0, 1, 2, ... in documents of 1-97 tokens."""
+def position_masks(total: int) -> np.ndarray:
+    """(total,) uint8 pseudo-random 0/1 ``assistant_masks`` of the positional stream."""
+    return np.random.default_rng(1).integers(0, 2, size=total, dtype=np.uint8)
+
+
+def write_position_split(data_dir: Path, total: int = STREAM_TOKENS, num_shards: int = 3, masks: bool = False) -> Path:
+    """A prepared-data folder whose train/val token streams are 0, 1, 2, ... in documents of 1-97 tokens
+    (with ``masks``: and an ``assistant_masks`` column, ``position_masks(total)`` cut the same way)."""
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 98, size=total)
     bounds = np.minimum(np.concatenate([[0], np.cumsum(lengths)]), total)
     bounds = bounds[: np.searchsorted(bounds, total) + 1]
     docs = [list(range(int(a), int(b))) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    columns: dict[str, list] = {"input_ids": docs}
     features = Features({"input_ids": List(Value("uint16"))})
+    if masks:
+        stream_masks = position_masks(total)
+        columns["assistant_masks"] = [stream_masks[doc[0] : doc[-1] + 1].tolist() for doc in docs]
+        features["assistant_masks"] = List(Value("uint8"))
     splits = {}
     for split in ("train", "val"):
-        Dataset.from_dict({"input_ids": docs}, features=features).save_to_disk(
-            str(data_dir / split), num_shards=num_shards
-        )
+        Dataset.from_dict(columns, features=features).save_to_disk(str(data_dir / split), num_shards=num_shards)
         splits[split] = {"documents": len(docs), "tokens": total, "shards": []}
     write_json(data_dir / "meta.json", {
         "format": FORMAT, "format_version": FORMAT_VERSION, "complete": True, "tokenizer_hash": "synthetic",
@@ -211,3 +220,55 @@ def test_refuses_data_of_another_tokenizer(tiny_data, tiny_tokenizer, tiny_token
     other = train_byte_level_bpe(generated_documents(120, seed=12), 300, min_frequency=1)
     with pytest.raises(InputError, match=re.escape(str(tiny_data))):
         TokenLoader(tiny_data, "train", 2, 16, tokenizer=other)
+
+
+@pytest.fixture(scope="module")
+def masked_data_dir(tmp_path_factory) -> Path:
+    return write_position_split(tmp_path_factory.mktemp("masked_positions"), masks=True)
+
+
+def check_masked_rows(x: torch.Tensor, y: torch.Tensor) -> None:
+    """x is the window as without masks; y is the next position, or -100 where that target's mask is 0."""
+    T = x.shape[1]
+    positions = x[:, :1] + torch.arange(T)
+    targets = positions + 1
+    keep = torch.from_numpy(position_masks(STREAM_TOKENS))[targets] == 1
+    assert torch.equal(x, positions)
+    assert torch.equal(y, torch.where(keep, targets, torch.full_like(targets, -100)))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_masked_targets_ignore_tokens_outside_the_assistant(data_dir, masked_data_dir, shuffle):
+    """Same windows as unmasked data; only the targets whose own mask is 0 become -100; resume is exact."""
+    def loaders(path: Path) -> list[TokenLoader]:
+        return [TokenLoader(path, "train", 3, 40, rank=r, world_size=2, shuffle=shuffle, seed=4) for r in (0, 1)]
+
+    masked, plain = loaders(masked_data_dir), loaders(data_dir)
+    assert [loader.masked for loader in masked + plain] == [True, True, False, False]
+    steps = masked[0].steps_per_epoch + 3  # into the second epoch
+    expected = []
+    for _ in range(steps):
+        for m, p in zip(masked, plain, strict=True):
+            (x, y), (px, py) = next(m), next(p)
+            check_masked_rows(x, y)
+            assert torch.equal(x, px) and torch.equal(y[y != -100], py[y != -100])
+            assert 0 < int((y == -100).sum()) < y.numel()
+            expected.append((x, y))
+    resumed = loaders(masked_data_dir)
+    reference = loaders(masked_data_dir)
+    for _ in range(5):
+        for loader in reference:
+            next(loader)
+    for loader, saved in zip(resumed, reference, strict=True):
+        loader.load_state_dict(torch.load(io.BytesIO(_saved(saved.state_dict())), weights_only=True))
+    for step in range(5, steps):
+        for rank, loader in enumerate(resumed):
+            x, y = next(loader)
+            ex, ey = expected[step * 2 + rank]
+            assert torch.equal(x, ex) and torch.equal(y, ey)
+
+
+def _saved(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()

@@ -8,9 +8,10 @@ import textwrap
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModel, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, pipeline
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, pipeline
 
 from nanogpt2.cli import main as nanogpt2_main
+from nanogpt2.data import add_chat_template
 from nanogpt2.modeling import (
     NanoGPT2Config,
     NanoGPT2LMHeadModel,
@@ -350,3 +351,33 @@ def test_forward_compiles_with_dynamic_shapes():
         got = compiled(input_ids=x, use_cache=False).logits
         assert torch.allclose(got, model(input_ids=x, use_cache=False).logits, atol=1e-5), length
     torch._dynamo.reset()
+
+
+def test_plain_gpt2_export_keeps_what_a_chat_model_needs(tmp_path, tiny_tokenizer_dir):
+    # What `transformers serve` needs of a chat model: the chat tokens' rows, the chat template, and the
+    # end-of-turn id among the generation config's end-of-sequence ids.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    eos_ids = add_chat_template(tokenizer)  # [<|endoftext|>, <|end|>]: ids 300-303 are the chat markers
+    n_tokens = len(tokenizer)
+    model = tiny_nanogpt2(vocab_size=320, tokenizer_vocab_size=n_tokens)
+    model.generation_config.eos_token_id = eos_ids
+    with torch.no_grad():  # every position's final state points at <|end|>'s row: greedy decoding ends the reply
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(10 * model.transformer.wte.weight[eos_ids[1]])
+    model.save_pretrained(tmp_path / "chat")
+    tokenizer.save_pretrained(tmp_path / "chat")
+    assert nanogpt2_main(["convert", "--to-hf", str(tmp_path / "chat"), "--out", str(tmp_path / "plain")]) == 0
+
+    plain = GPT2LMHeadModel.from_pretrained(tmp_path / "plain").eval()
+    assert plain.config.vocab_size == n_tokens == 304
+    assert torch.equal(plain.transformer.wte.weight, model.transformer.wte.weight[:n_tokens])
+    assert json.loads((tmp_path / "plain" / "generation_config.json").read_text())["eos_token_id"] == eos_ids
+    assert (tmp_path / "plain" / "chat_template.jinja").is_file()
+    messages = [{"role": "user", "content": "hi"}]
+    plain_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "plain")
+    prompt = plain_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)["input_ids"]
+    assert prompt.tolist() == tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                            return_dict=True)["input_ids"].tolist()
+    reply = plain.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=eos_ids[0])[0, prompt.shape[1]:]
+    assert reply.tolist() == [eos_ids[1]]  # stopped at the end of the turn

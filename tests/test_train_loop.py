@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -15,7 +16,7 @@ from conftest import generated_documents
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from nanogpt2.cli import main as nanogpt2
-from nanogpt2.data import train_byte_level_bpe
+from nanogpt2.data import TokenLoader, train_byte_level_bpe
 from nanogpt2.publishing import hub
 from nanogpt2.training import CheckpointError, ConfigError, NonFiniteLossError, config_from_dict, trainer
 from nanogpt2.utils import read_jsonl
@@ -249,3 +250,28 @@ def test_missing_data_path_is_one_line_naming_the_key(tmp_path: Path, capsys: py
     err = capsys.readouterr().err
     assert code == 2 and "data.path" in err and str(missing) in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_init_from_starts_from_the_saved_weights_and_takes_their_shape(
+    reference_run: Path, tmp_path: Path, tiny_data: Path
+) -> None:
+    """Continued pretraining: step 1's loss is the saved model's loss on the first batches, to float rounding."""
+    source = AutoModelForCausalLM.from_pretrained(reference_run / "final", trust_remote_code=True)
+    loader = TokenLoader(tiny_data, "train", batch_size=4, seq_len=32)
+    with torch.no_grad():
+        expected = sum(source(input_ids=x, shift_labels=y).loss.item() for x, y in itertools.islice(loader, 2)) / 2
+    out = tmp_path / "continued"
+    # model.* given here differ from the saved model's: init_from's architecture wins.
+    result = train_in_process(tiny_config(tiny_data, out, f"init_from={reference_run / 'final'}", "model.n_layer=1",
+                                          "model.n_embd=16", "train.max_steps=2", "eval.every=2", "eval.num_samples=0"))
+    assert result.step == 2
+    assert training_losses(out)[1] == pytest.approx(expected, abs=1e-5)
+    saved = config_from_dict(yaml.safe_load((out / "config.yaml").read_text()))
+    assert (saved.model.n_layer, saved.model.n_embd, saved.init_from) == (2, 32, str(reference_run / "final"))
+    with pytest.raises(ConfigError, match="init_from: cannot load"):
+        train_in_process(tiny_config(tiny_data, tmp_path / "bad", f"init_from={tmp_path / 'no_model'}"))
+
+
+def test_sft_verb_requires_init_from(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert nanogpt2(["sft", *tiny_cli_args(tiny_data, tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith("error: init_from:")

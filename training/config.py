@@ -63,6 +63,13 @@ class ModelConfig:
                f"must be divisible by model.n_head ({self.n_head}), got {self.n_embd}")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
 
+    def take_architecture(self, source: NanoGPT2Config) -> None:
+        """Adopt the shape of pretrained weights (`init_from`); `seq_len`, the training length, must fit them."""
+        _check(self.seq_len <= source.n_positions, "model.seq_len",
+               f"{self.seq_len} is longer than the {source.n_positions} positions of init_from's model")
+        self.n_layer, self.n_head, self.n_embd, self.vocab_size, self.dropout = (
+            source.n_layer, source.n_head, source.n_embd, source.vocab_size, source.resid_pdrop)
+
     def to_hf_config(self, tokenizer_vocab_size: int, eot_id: int) -> NanoGPT2Config:
         """The model's transformers config; ids from `tokenizer_vocab_size` up are vocabulary padding."""
         _check(self.vocab_size >= tokenizer_vocab_size, "model.vocab_size",
@@ -96,6 +103,8 @@ class TrainConfig:
     """Tokens per optimizer step over all processes; must be a multiple of B * T * world size."""
     max_steps: int = 19_073
     """Optimizer steps to train for (19,073 x 524,288 ~ 10B tokens)."""
+    epochs: float | None = None
+    """Passes over the training split instead of `max_steps` (the steps they take, rounded up); None: `max_steps`."""
     lr: float = 6e-4
     """Peak learning rate, reached at the end of warmup."""
     min_lr_ratio: float = 0.1
@@ -116,10 +125,13 @@ class TrainConfig:
     """Compile the model with torch.compile for training (evaluation and generation use the eager model)."""
     tf32: bool = True
     """Allow TF32 matmuls on CUDA (fp32 matmuls that stay outside autocast)."""
+    gradient_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass instead of keeping them: less memory, more compute."""
 
     def __post_init__(self) -> None:
         for name in ("micro_batch_size", "total_batch_tokens", "max_steps"):
             _check(getattr(self, name) > 0, f"train.{name}", f"must be > 0, got {getattr(self, name)}")
+        _check(self.epochs is None or self.epochs > 0, "train.epochs", f"must be > 0 or null, got {self.epochs}")
         _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
         _check(0.0 <= self.min_lr_ratio <= 1.0, "train.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
@@ -154,9 +166,17 @@ class EvalConfig:
     sample_prompt: str = "Hello, I'm a language model,"
     """Prompt of the sample generations."""
     max_new_tokens: int = 32
-    """Tokens generated per sample."""
+    """Tokens generated per sample, and per reply to `chat_prompts`."""
     sample_top_k: int = 50
     """Top-k sampling of the sample generations."""
+
+    chat_prompts: list[str] = field(default_factory=lambda: [
+        "What is the capital of France?", "Write a short poem about the sea.", "How do I reverse a list in Python?",
+        "Give me three tips for sleeping better.", "What is a neural network?", "Say hello in Spanish.",
+        "Why is the sky blue?", "Summarize the plot of Romeo and Juliet in one sentence.",
+    ])
+    """Chat data only: user messages answered greedily at each evaluation; the share of replies that end with
+    the end-of-turn token within `max_new_tokens` is logged as `eot_rate`, the replies as samples."""
 
     def __post_init__(self) -> None:
         for name in ("every", "val_tokens", "hellaswag_batch_size", "sample_top_k", "max_new_tokens"):
@@ -224,6 +244,9 @@ class RunConfig:
     """Run folder: metrics.jsonl, config.yaml, checkpoints/, final/, plots/."""
     seed: int = 1337
     """Seed of model initialisation, data order and sampling."""
+    init_from: str | None = None
+    """Start from these weights, not a fresh init: a nanogpt2 or GPT-2 folder or Hub id, a nanoGPT `.pt` or an
+    llm.c `.bin`. Its architecture replaces `model.*` (vocabulary rows included)."""
     resume: str = "auto"
     """'auto' continues from the newest complete checkpoint in out_dir, 'none' starts over, else a path."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -351,7 +374,7 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.max_steps=20)")
         hint = _override_type(key)
-        if (hint is str or str in typing.get_args(hint)) and value != "null":
+        if hint in (str, str | None) and value != "null":
             # A string field keeps the text as typed: YAML would read `no` as false and `1e-3` as a number.
             for part in reversed(key.split(".")):
                 value = {part: value}

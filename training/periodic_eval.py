@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from ..data import TokenLoader
+from ..data import IGNORE_INDEX, TokenLoader
 from ..evaluation import evaluate_hellaswag, load_hellaswag
 from .config import RunConfig
 
@@ -21,25 +21,28 @@ def val_batches_per_process(config: RunConfig, world_size: int) -> int:
 
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, accelerator: Accelerator, config: RunConfig, tokenizer: Any) -> float:
-    """Mean next-token loss on the first batches of the val split: the same tokens at every evaluation.
+    """Mean next-token loss over the scored targets of the first batches of the val split (all targets for
+    text, the assistant's for conversations): the same tokens at every evaluation.
 
-    A fresh unshuffled loader always yields the same batches; each process reads its own shard and the
-    per-process means (equal batch counts, equal token counts) are averaged.
+    A fresh unshuffled loader always yields the same batches; each process reads its own shard, and the
+    summed losses and target counts of all processes make the mean.
     """
     loader = TokenLoader(
         config.data.path, "val", batch_size=config.train.micro_batch_size, seq_len=config.model.seq_len,
         rank=accelerator.process_index, world_size=accelerator.num_processes, shuffle=False, tokenizer=tokenizer,
     )
-    n = val_batches_per_process(config, accelerator.num_processes)
     was_training = model.training
     model.eval()
-    total = torch.zeros((), device=accelerator.device)
-    for x, y in itertools.islice(iter(loader), n):
+    totals = torch.zeros(2, device=accelerator.device)  # summed loss, scored targets
+    for x, y in itertools.islice(iter(loader), val_batches_per_process(config, accelerator.num_processes)):
         with accelerator.autocast():
             x, y = x.to(accelerator.device), y.to(accelerator.device)
-            total += model(input_ids=x, shift_labels=y, use_cache=False).loss.float()  # no KV cache to fill
+            # use_cache=False: no KV cache to fill; num_items_in_batch=1: the summed loss.
+            totals[0] += model(input_ids=x, shift_labels=y, use_cache=False, num_items_in_batch=1).loss.float()
+            totals[1] += (y != IGNORE_INDEX).sum()
     model.train(was_training)
-    return accelerator.reduce(total / n, "mean").item()
+    loss_sum, count = accelerator.reduce(totals, "sum").tolist()
+    return loss_sum / max(count, 1)
 
 
 @torch.no_grad()

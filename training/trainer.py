@@ -23,8 +23,10 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ..data import TokenLoader, load_data_tokenizer, load_meta, tokenizer_fingerprint
-from ..modeling import NanoGPT2LMHeadModel
+from ..data import IGNORE_INDEX, TokenLoader, load_data_tokenizer, load_meta, tokenizer_fingerprint
+from ..data.chat_template import add_chat_template
+from ..evaluation import chat_replies, end_of_turn_rate
+from ..modeling import NanoGPT2LMHeadModel, load_gpt2
 from ..publishing import HubPublisher, render_model_card
 from ..reporting import write_run_plots
 from ..utils import InputError, read_jsonl, write_text
@@ -137,21 +139,53 @@ class Trainer:
             raise ConfigError(f"data.path: {error}") from None
         self.tokenizer = load_tokenizer(cfg, self.meta)
         self.eot_id = int(self.meta.get("eot_id", self.tokenizer.eos_token_id))
+        self.chat = self.meta.get("content") == "chat"  # conversations: loss on the assistant's tokens only
         self.loader = TokenLoader(
             cfg.data.path, "train", batch_size=cfg.train.micro_batch_size, seq_len=cfg.model.seq_len,
             rank=acc.process_index, world_size=acc.num_processes, seed=cfg.seed,
             shuffle=cfg.data.shuffle, tokenizer=self.tokenizer,
         )
+        if cfg.train.epochs is not None:  # the schedule is built from max_steps: fix it before the optimizer
+            epoch_steps = self.loader.tokens_per_epoch / cfg.train.total_batch_tokens
+            cfg.train.max_steps = math.ceil(cfg.train.epochs * epoch_steps)
+            self.log(f"train.epochs={cfg.train.epochs:g}: {cfg.train.max_steps} steps")
 
     def _setup_model(self) -> None:
         cfg, acc = self.config, self.accelerator
         set_seed(cfg.seed)
-        model = build_model(cfg.model, len(self.tokenizer), self.eot_id).to(acc.device)
+        if cfg.init_from:
+            model = self._pretrained_model()
+        else:
+            model = build_model(cfg.model, len(self.tokenizer), self.eot_id)
+        if cfg.train.gradient_checkpointing:
+            model.activation_checkpointing_enable()
+        if self.tokenizer.chat_template:  # a reply ends at the end-of-turn token, not only at end-of-text
+            model.generation_config.eos_token_id = add_chat_template(self.tokenizer)
+        model = model.to(acc.device)
         optimizer = build_optimizer(model, cfg.train, acc.device)
         scheduler = build_scheduler(optimizer, cfg.train)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
         self.state = TrainingState()
         acc.register_for_checkpointing(self.state)
+
+    def _pretrained_model(self) -> NanoGPT2LMHeadModel:
+        """`init_from`'s weights; the run takes their architecture, and the data's tokenizer may add ids (chat
+        markers) in the embedding's spare rows, which the model then predicts too."""
+        cfg = self.config
+        try:
+            model = load_gpt2(cfg.init_from)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"init_from: cannot load {cfg.init_from!r}: {str(error).splitlines()[0]}") from None
+        cfg.model.take_architecture(model.config)
+        n_tokens = len(self.tokenizer)
+        if n_tokens > model.config.vocab_size:
+            raise ConfigError(f"init_from: {cfg.init_from} has {model.config.vocab_size} embedding rows, fewer than "
+                              f"the {n_tokens} ids of the data's tokenizer ({cfg.data.path})")
+        model.config.tokenizer_vocab_size = max(model.config.num_real_tokens, n_tokens)
+        model.generation_config.pad_token_id = self.eot_id
+        self.log(f"init_from: {cfg.init_from} ({model.num_parameters():,} parameters, "
+                 f"{model.config.n_layer} layers x {model.config.n_embd})")
+        return model
 
     def _restore(self) -> None:
         """Continue from a checkpoint (per `resume`), or start fresh; then clear checkpoints past the start."""
@@ -221,14 +255,20 @@ class Trainer:
         """One optimizer step over `accum` micro-batches; returns the step's metrics."""
         acc, cfg = self.accelerator, self.config
         t0 = time.perf_counter()
+        batches = [next(self.batches) for _ in range(self.accum)]  # (B, T) int64 x, y; y is x shifted by one
+        # The step's loss is the mean over every scored target of every micro-batch on every process: chat
+        # data scores only the assistant's tokens, so micro-batches hold different counts (even none).
+        # backward() divides by `accum` and DDP averages over processes; dividing each micro-batch's summed
+        # loss by targets / (accum * processes) makes the gradient that of the step's mean.
+        targets = torch.tensor(float(sum(int((y != IGNORE_INDEX).sum()) for _, y in batches)), device=acc.device)
+        targets = acc.reduce(targets, "sum") if acc.num_processes > 1 else targets
+        per_micro_step = targets.clamp(min=1) / (self.accum * acc.num_processes)
         loss_sum = torch.zeros((), device=acc.device)
-        for _ in range(self.accum):
-            x, y = next(self.batches)  # (B, T) int64 each; y is x shifted left by one
+        for x, y in batches:
             x, y = x.to(acc.device, non_blocking=True), y.to(acc.device, non_blocking=True)
-            # accumulate() skips the DDP all-reduce except on the last micro-step; backward() divides the
-            # loss by `accum`, so the summed gradients are those of the mean loss over all micro-batches.
+            # accumulate() skips the DDP all-reduce except on the last micro-step.
             with acc.accumulate(self.model):
-                loss = self.model(input_ids=x, shift_labels=y).loss
+                loss = self.model(input_ids=x, shift_labels=y, num_items_in_batch=per_micro_step).loss
                 loss_sum += loss.detach()
                 acc.backward(loss)
         max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
@@ -260,13 +300,19 @@ class Trainer:
         record: dict[str, Any] = {"tokens": self.state.tokens,
                                   "val_loss": validation_loss(self.model, acc, cfg, self.tokenizer)}
         eager = acc.unwrap_model(self.model, keep_torch_compile=False)
+        if self.chat:
+            replies = chat_replies(eager, self.tokenizer, cfg.eval.chat_prompts, max_new_tokens=cfg.eval.max_new_tokens)
+            record["eot_rate"] = end_of_turn_rate(replies)
         if self.hellaswag:
             try:
                 record.update(hellaswag_scores(eager, self.tokenizer, self.hellaswag, acc, cfg))
             except ValueError as error:  # e.g. examples longer than the context: the same on every process
                 self.log(f"HellaSwag disabled for the rest of this run: {error}")
                 self.hellaswag = None
-        samples = sample_texts(eager, self.tokenizer, acc, cfg, step)
+        if self.chat:
+            samples = [f"User: {r.prompt}\nAssistant: {r.text}" for r in replies[: cfg.eval.num_samples]]
+        else:
+            samples = sample_texts(eager, self.tokenizer, acc, cfg, step)
         self._record(record, step, samples)
         self.log(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
         for text in samples:
