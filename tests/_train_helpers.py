@@ -61,6 +61,15 @@ def start_pretrain(args: list[str], env: dict[str, str], launcher: list[str] | N
                             text=True)
 
 
+def pretrain_on_two_processes(args: list[str]) -> str:
+    """`torchrun --nproc_per_node 2 scripts/pretrain.py ARGS` (gloo DDP on a CPU); its output, asserting success."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = start_pretrain(args, subprocess_env(), launcher)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    return output
+
+
 def training_losses(out_dir: Path) -> dict[int, float]:
     """step -> loss of the training records of a run's metrics.jsonl (asserting no step appears twice)."""
     records = [r for r in read_jsonl(out_dir / "metrics.jsonl") if "loss" in r]

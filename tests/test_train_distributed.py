@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from _train_helpers import start_pretrain, subprocess_env, tiny_cli_args, training_losses
+from _train_helpers import pretrain_on_two_processes, tiny_cli_args, training_losses
 
 from nanogpt2.utils import read_jsonl
 
@@ -17,10 +16,7 @@ def test_two_processes_match_one_process_with_double_accumulation(
     # One process: 2 micro-steps of 4 x 32 per step. Two processes: 1 micro-step each, same 256 tokens.
     data, single = tiny_data, reference_run
     out = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = start_pretrain(tiny_cli_args(data, out, "checkpoint.keep_last=2"), subprocess_env(), launcher)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output
+    output = pretrain_on_two_processes(tiny_cli_args(data, out, "checkpoint.keep_last=2"))
     assert "1 micro-step(s) of 4 x 32 tokens on each of 2 process(es) (MULTI_CPU)" in output
 
     one, two = training_losses(single), training_losses(out)

@@ -25,6 +25,9 @@ from ..evaluation import STYLES
 from ..modeling import NanoGPT2Config
 from ..utils import InputError
 
+AUTO_MICRO_BATCH = "auto"
+"""`train.micro_batch_size` value that asks the Trainer for the largest micro-batch that fits the device."""
+
 
 class ConfigError(InputError):
     """A preset or override names an unknown key or gives a value of the wrong type or range."""
@@ -97,8 +100,11 @@ class DataConfig:
 class TrainConfig:
     """Optimisation: batch, schedule, AdamW, precision."""
 
-    micro_batch_size: int = 64
-    """Sequences per forward/backward on one process (B)."""
+    micro_batch_size: int | str = 64
+    """Sequences per forward/backward on one process (B), or 'auto': the largest power of two dividing
+    total_batch_tokens / (seq_len x world size) that fits the device (halved on out-of-memory; on a CPU at most
+    8,192 tokens), found before training; the run's config.yaml and checkpoints hold the size found, and a resume
+    keeps it."""
     total_batch_tokens: int = 524_288
     """Tokens per optimizer step over all processes; must be a multiple of B * T * world size."""
     max_steps: int = 19_073
@@ -119,6 +125,14 @@ class TrainConfig:
     """AdamW epsilon."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables clipping (the norm is still logged)."""
+    optimizer: str = "adamw"
+    """'adamw', or 'muon': torch.optim.Muon for the blocks' 2-D matrices, AdamW (`lr`) for the rest."""
+    muon_lr: float = 0.02
+    """Muon's peak learning rate (same warmup and decay as `lr`); modded-nanogpt's and nanochat's 0.02."""
+    muon_momentum: float = 0.95
+    """Muon's Nesterov momentum."""
+    muon_weight_decay: float = 0.0
+    """Muon's decoupled weight decay (multiplied by its LR, like AdamW's); 0 as in modded-nanogpt and nanochat."""
     mixed_precision: str = "auto"
     """'auto' (bf16 on a GPU that supports it, else fp32), 'bf16', 'fp16' or 'no'."""
     compile: bool = False
@@ -129,7 +143,10 @@ class TrainConfig:
     """Recompute each block's activations in the backward pass instead of keeping them: less memory, more compute."""
 
     def __post_init__(self) -> None:
-        for name in ("micro_batch_size", "total_batch_tokens", "max_steps"):
+        _check(self.micro_batch_size == AUTO_MICRO_BATCH or (type(self.micro_batch_size) is int and
+                                                            self.micro_batch_size > 0),
+               "train.micro_batch_size", f"must be > 0 or 'auto', got {self.micro_batch_size!r}")
+        for name in ("total_batch_tokens", "max_steps"):
             _check(getattr(self, name) > 0, f"train.{name}", f"must be > 0, got {getattr(self, name)}")
         _check(self.epochs is None or self.epochs > 0, "train.epochs", f"must be > 0 or null, got {self.epochs}")
         _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
@@ -140,6 +157,10 @@ class TrainConfig:
                f"must be two numbers in [0, 1), got {list(self.betas)}")
         _check(self.eps > 0, "train.eps", f"must be > 0, got {self.eps}")
         _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _check_choice(self.optimizer, ("adamw", "muon"), "train.optimizer")
+        _check(self.muon_lr > 0, "train.muon_lr", f"must be > 0, got {self.muon_lr}")
+        _check(0.0 <= self.muon_momentum < 1.0, "train.muon_momentum", f"must be in [0, 1), got {self.muon_momentum}")
+        _check(self.muon_weight_decay >= 0, "train.muon_weight_decay", f"must be >= 0, got {self.muon_weight_decay}")
         _check_choice(self.mixed_precision, ("auto", "bf16", "fp16", "no"), "train.mixed_precision")
 
 
@@ -270,6 +291,9 @@ class RunConfig:
 
     def grad_accum_steps(self, world_size: int) -> int:
         """Micro-steps per optimizer step so that B * T * world_size * steps == total_batch_tokens."""
+        if self.train.micro_batch_size == AUTO_MICRO_BATCH:
+            raise ConfigError("train.micro_batch_size: 'auto' has no size until the Trainer probes the device; "
+                              "give a number (e.g. train.micro_batch_size=16)")
         per_micro_step = self.train.micro_batch_size * self.model.seq_len * world_size
         if self.train.total_batch_tokens % per_micro_step:
             raise ConfigError(

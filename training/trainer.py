@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -30,6 +30,7 @@ from ..modeling import NanoGPT2LMHeadModel, load_gpt2
 from ..publishing import HubPublisher, render_model_card
 from ..reporting import write_run_plots
 from ..utils import InputError, read_jsonl, write_text
+from .batch_size import auto_micro_batch_size, saved_micro_batch_size
 from .checkpointing import (
     TrainingState,
     checkpoint_step,
@@ -40,7 +41,7 @@ from .checkpointing import (
     save_checkpoint,
     set_aside,
 )
-from .config import ConfigError, ModelConfig, RunConfig
+from .config import AUTO_MICRO_BATCH, ConfigError, ModelConfig, RunConfig
 from .mfu import count_params, device_peak_flops, flops_per_token
 from .optim import build_optimizer, build_scheduler
 from .periodic_eval import hellaswag_scores, load_hellaswag_examples, sample_texts, validation_loss
@@ -110,7 +111,8 @@ class Trainer:
         # cpu=True on a machine without an accelerator is what makes torchrun / multi-process launches
         # use gloo DDP (MULTI_CPU) instead of silently running each process alone.
         on_cpu = not torch.accelerator.is_available()
-        self.accum = cfg.grad_accum_steps(PartialState(cpu=on_cpu).num_processes)
+        auto_batch = cfg.train.micro_batch_size == AUTO_MICRO_BATCH  # the steps are set once the size is found
+        self.accum = 1 if auto_batch else cfg.grad_accum_steps(PartialState(cpu=on_cpu).num_processes)
         self.mixed_precision = resolve_mixed_precision(cfg.train.mixed_precision)
         self.jsonl = JsonlTracker(self.out, resume_step=0)  # the resume step is set once it is known
         self.accelerator = acc = Accelerator(
@@ -130,9 +132,11 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.out)
         acc.wait_for_everyone()
+        # Decided first: the checkpoint's config fixes what `auto` settings became (train.micro_batch_size).
+        self.resumed_from = resolve_resume(cfg.resume, self.out, self.log)
 
     def _setup_data(self) -> None:
-        cfg, acc = self.config, self.accelerator
+        cfg = self.config
         try:
             self.meta = load_meta(cfg.data.path)
         except InputError as error:
@@ -140,6 +144,9 @@ class Trainer:
         self.tokenizer = load_tokenizer(cfg, self.meta)
         self.eot_id = int(self.meta.get("eot_id", self.tokenizer.eos_token_id))
         self.chat = self.meta.get("content") == "chat"  # conversations: loss on the assistant's tokens only
+
+    def _setup_loader(self) -> None:
+        cfg, acc = self.config, self.accelerator
         self.loader = TokenLoader(
             cfg.data.path, "train", batch_size=cfg.train.micro_batch_size, seq_len=cfg.model.seq_len,
             rank=acc.process_index, world_size=acc.num_processes, seed=cfg.seed,
@@ -162,11 +169,29 @@ class Trainer:
         if self.tokenizer.chat_template:  # a reply ends at the end-of-turn token, not only at end-of-text
             model.generation_config.eos_token_id = add_chat_template(self.tokenizer)
         model = model.to(acc.device)
+        self._setup_micro_batch(model)  # probes the model before it is wrapped (DDP), so without collectives
+        self._setup_loader()  # needs the micro-batch size; the schedule below needs the epoch's steps
         optimizer = build_optimizer(model, cfg.train, acc.device)
         scheduler = build_scheduler(optimizer, cfg.train)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
         self.state = TrainingState()
         acc.register_for_checkpointing(self.state)
+
+    def _setup_micro_batch(self, model: NanoGPT2LMHeadModel) -> None:
+        """`train.micro_batch_size=auto`: a resumed run keeps its checkpoint's size, a new one takes the largest
+        that fits the device; the config then holds the number, so config.yaml and checkpoints record it."""
+        cfg, acc = self.config, self.accelerator
+        if cfg.train.micro_batch_size != AUTO_MICRO_BATCH:
+            return
+        if self.resumed_from is not None:
+            cfg.train.micro_batch_size, found_by = saved_micro_batch_size(self.resumed_from), "kept from the checkpoint"
+        else:
+            cfg.train.micro_batch_size = auto_micro_batch_size(
+                model, cfg.train.total_batch_tokens, cfg.model.seq_len, acc, self.log)
+            found_by = "the largest that fits"
+        self.accum = acc.gradient_accumulation_steps = cfg.grad_accum_steps(acc.num_processes)
+        self.log(f"train.micro_batch_size=auto: {cfg.train.micro_batch_size} ({found_by}), "
+                 f"{self.accum} micro-step(s) per optimizer step")
 
     def _pretrained_model(self) -> NanoGPT2LMHeadModel:
         """`init_from`'s weights; the run takes their architecture, and the data's tokenizer may add ids (chat
@@ -189,7 +214,6 @@ class Trainer:
 
     def _restore(self) -> None:
         """Continue from a checkpoint (per `resume`), or start fresh; then clear checkpoints past the start."""
-        self.resumed_from = resolve_resume(self.config.resume, self.out, self.log)
         if self.resumed_from is not None:
             self.loader.load_state_dict(load_checkpoint(self.accelerator, self.resumed_from))
             self.log(f"resumed from {self.resumed_from} (step {self.state.step}, {self.state.tokens:,} tokens)")
@@ -367,9 +391,15 @@ class Trainer:
     def fit(self) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         max_steps = cfg.train.max_steps
+        # What the run actually got, so a silent fallback (Accelerate prepares DDP on a CPU even when handed
+        # an FSDP plugin) is not mistaken for sharding.
+        wrapping = acc.distributed_type.value
+        if acc.distributed_type == DistributedType.FSDP:
+            plugin = acc.state.fsdp_plugin
+            wrapping += f", fsdp_version {plugin.fsdp_version}, {plugin.state_dict_type.name}"
         self.log(f"training {max_steps} steps: {self.accum} micro-step(s) of {cfg.train.micro_batch_size} x "
                  f"{cfg.model.seq_len} tokens on each of {acc.num_processes} process(es) "
-                 f"({acc.distributed_type.value}), precision {self.mixed_precision}, device {acc.device}")
+                 f"({wrapping}), precision {self.mixed_precision}, device {acc.device}")
         self.model.train()
         bar = tqdm(total=max_steps, initial=self.state.step, disable=not self.is_main, unit="step",
                    dynamic_ncols=True)
