@@ -1,9 +1,11 @@
 """The `nanogpt2` command: one verb for each job, each verb a function of the library.
 
-    nanogpt2 quickstart                                   # the whole pipeline on a CPU, offline
-    nanogpt2 prepare --source fineweb-edu --output-dir ~/data/fineweb-edu-10B
-    nanogpt2 pretrain --config configs/gpt2-124m.yaml data.path=~/data/fineweb-edu-10B
+    nanogpt2 quickstart --chat                            # the whole pipeline on a CPU, offline
+    nanogpt2 prepare --source fineweb-edu --output-dir prepared/fineweb-edu-10B
+    nanogpt2 pretrain --config configs/gpt2-124m.yaml data.path=prepared/fineweb-edu-10B
     nanogpt2 eval-hellaswag --model runs/gpt2-124m/final
+    nanogpt2 sft --config configs/sft-oasst.yaml init_from=runs/gpt2-124m/final
+    nanogpt2 chat --model runs/sft-oasst/final
     nanogpt2 VERB --help                                  # a verb's flags, with examples
 
 `scripts/VERB.py` runs the same verb, so `accelerate launch scripts/pretrain.py ...` works as usual.
