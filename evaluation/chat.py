@@ -25,11 +25,12 @@ class Reply:
 
 @torch.no_grad()
 def chat_replies(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], *,
-                 max_new_tokens: int, system: str | None = None) -> list[Reply]:
+                 max_new_tokens: int, system: str | None = None, synced_gpus: bool = False) -> list[Reply]:
     """Greedy reply to each prompt as a one-turn conversation, through the tokenizer's chat template.
 
     Greedy decoding makes the rate a property of the model, not of a sampling seed, and leaves the
-    random state untouched. The model's training mode is restored afterwards."""
+    random state untouched. The model's training mode is restored afterwards. `synced_gpus=True` when
+    the model is sharded over processes (FSDP): each keeps running forwards until all have finished."""
     end_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     device = next(model.parameters()).device
     was_training = model.training
@@ -41,7 +42,7 @@ def chat_replies(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pro
                                             return_dict=True)["input_ids"].to(device)  # (1, P)
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                              do_sample=False, eos_token_id=[end_id, tokenizer.eos_token_id],
-                             pad_token_id=tokenizer.eos_token_id)
+                             pad_token_id=tokenizer.eos_token_id, synced_gpus=synced_gpus)
         new = out[0, ids.shape[1]:].tolist()  # (new,)
         replies.append(Reply(prompt, tokenizer.decode(new, skip_special_tokens=True).strip(), end_id in new))
     model.train(was_training)

@@ -13,7 +13,8 @@ from conftest import REPO_ROOT, reset_accelerate
 from nanogpt2.training import RunConfig, TrainResult, load_config, train
 from nanogpt2.utils import read_jsonl
 
-PRETRAIN = REPO_ROOT / "scripts" / "pretrain.py"
+SCRIPTS = {verb: REPO_ROOT / "scripts" / f"{verb}.py" for verb in ("pretrain", "sft")}
+PRETRAIN = SCRIPTS["pretrain"]
 
 # Tiny model and batch: 2 layers, width 32, T=32; 256 tokens per step = 4 x 32 x 2 micro-steps on one process.
 TINY_OVERRIDES = [
@@ -54,20 +55,26 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_pretrain(args: list[str], env: dict[str, str], launcher: list[str] | None = None) -> subprocess.Popen:
-    """`scripts/pretrain.py ARGS` (the shim users launch) in a subprocess, stdout and stderr together."""
-    command = [*(launcher or [sys.executable]), str(PRETRAIN), *args]
+def start_pretrain(args: list[str], env: dict[str, str], launcher: list[str] | None = None,
+                   script: Path = PRETRAIN) -> subprocess.Popen:
+    """`scripts/pretrain.py ARGS` (the shim users launch; or `script`) in a subprocess, stdout and stderr
+    together."""
+    command = [*(launcher or [sys.executable]), str(script), *args]
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
 
-def pretrain_on_two_processes(args: list[str]) -> str:
-    """`torchrun --nproc_per_node 2 scripts/pretrain.py ARGS` (gloo DDP on a CPU); its output, asserting success."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = start_pretrain(args, subprocess_env(), launcher)
+def launch(launcher: list[str], args: list[str], script: Path = PRETRAIN) -> str:
+    """`LAUNCHER scripts/pretrain.py ARGS` (or `script`) to the end; its output, asserting success."""
+    proc = start_pretrain(args, subprocess_env(), launcher, script=script)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
     return output
+
+
+def pretrain_on_two_processes(args: list[str]) -> str:
+    """`torchrun --nproc_per_node 2 scripts/pretrain.py ARGS` (gloo DDP on a CPU); its output, asserting success."""
+    return launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], args)
 
 
 def training_losses(out_dir: Path) -> dict[int, float]:

@@ -19,7 +19,12 @@ from _train_helpers import start_pretrain, subprocess_env, tiny_cli_args, tiny_c
 from nanogpt2.modeling import NanoGPT2Config, NanoGPT2LMHeadModel
 from nanogpt2.training import ConfigError, load_config
 from nanogpt2.training import batch_size as auto_batch
-from nanogpt2.training.batch_size import find_micro_batch_size, largest_candidate, saved_micro_batch_size
+from nanogpt2.training.batch_size import (
+    find_micro_batch_size,
+    largest_candidate,
+    reserved_bytes,
+    saved_micro_batch_size,
+)
 
 
 def simulated_oom(fits_up_to: int, tried: list[int]) -> Callable[..., None]:
@@ -46,6 +51,13 @@ def test_largest_candidate(total: int, seq_len: int, world: int, cap: int | None
 def test_a_batch_of_partial_sequences_is_an_error() -> None:
     with pytest.raises(ConfigError, match=r"train.total_batch_tokens: 1000 is not a multiple .* 32 x 2 = 64"):
         largest_candidate(1000, 32, 2)
+
+
+def test_the_probe_holds_back_what_the_optimizer_and_wrapper_add() -> None:
+    n = 1_000_003
+    assert reserved_bytes(n, 1, sharded=False) == 8 * n  # AdamW's two fp32 moments
+    assert reserved_bytes(n, 8, sharded=False) == 12 * n  # and DDP's fp32 gradient buckets
+    assert reserved_bytes(n, 8, sharded=True) == -(-8 * n // 8)  # FSDP: this process's shard of the moments
 
 
 def test_halves_on_out_of_memory_until_it_fits() -> None:
@@ -81,7 +93,7 @@ def fake_accelerator(num_processes: int, found_elsewhere: int | None = None) -> 
     def gather(found: torch.Tensor) -> torch.Tensor:
         return torch.cat([found, torch.tensor([found_elsewhere])])
     return SimpleNamespace(device=torch.device("cpu"), num_processes=num_processes, autocast=contextlib.nullcontext,
-                           gather=gather)
+                           gather=gather, distributed_type="MULTI_CPU" if num_processes > 1 else "NO")
 
 
 def test_cpu_takes_the_largest_candidate_under_the_cap_and_leaves_model_and_rng_as_they_were() -> None:

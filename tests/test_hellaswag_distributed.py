@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from _hellaswag_helpers import make_examples, tiny_nanogpt2, write_jsonl
 
@@ -38,3 +39,43 @@ def test_two_processes_equal_one(tmp_path, tiny_tokenizer):
         # Same batches in both runs; only thread counts differ (torchrun sets OMP_NUM_THREADS=1).
         torch.testing.assert_close(torch.tensor(ranks[0][share_context]), torch.tensor(one.ending_logprobs),
                                    atol=1e-5, rtol=0)
+
+
+class _Rank:
+    """What `score_hellaswag` asks of an Accelerator, for one process of `world_size`, without a process
+    group: the scores it would contribute to the cross-process sum are kept."""
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.process_index, self.num_processes = rank, world_size
+        self.contributed = None
+
+    def autocast(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def reduce(self, tensor: torch.Tensor, reduction: str) -> torch.Tensor:
+        assert reduction == "sum"
+        self.contributed = tensor.clone()
+        return tensor
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 8])
+def test_every_process_runs_as_many_forwards_as_the_busiest(tiny_tokenizer, world_size):
+    """A sharded model's forward is collective (FSDP): a process that ran fewer would leave the others
+    waiting. The extra forwards add nothing: the processes' contributions sum to the one-process scores."""
+    examples = make_examples(7, seed=3)  # 7 examples in batches of 2: 4 batches, uneven for 3 and 8
+    model = tiny_nanogpt2(len(tiny_tokenizer), seed=3)
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    total, forwards = 0, []
+    for rank in range(world_size):
+        process = _Rank(rank, world_size)
+        calls.clear()
+        score_hellaswag(model, tiny_tokenizer, examples, batch_size=2, accelerator=process, progress=False)
+        forwards.append(len(calls))
+        total = total + process.contributed
+    assert len(set(forwards)) == 1 and forwards[0] >= 1
+    one = score_hellaswag(model, tiny_tokenizer, examples, batch_size=2, progress=False)
+    expected = torch.tensor([v for ending in one.ending_logprobs for v in ending], dtype=torch.float64)
+    torch.testing.assert_close(total, expected, atol=1e-6, rtol=0)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import find_executable_batch_size
+from accelerate.utils import DistributedType, find_executable_batch_size
 
 from .config import ConfigError
 
@@ -46,6 +46,16 @@ def largest_candidate(total_batch_tokens: int, seq_len: int, world_size: int, ma
         while largest > 1 and largest * seq_len > max_tokens:
             largest //= 2
     return largest
+
+
+def reserved_bytes(n_params: int, world_size: int, sharded: bool) -> int:
+    """What the optimizer and the wrapper will add to the probed peak on one process: the optimizer state,
+    plus DDP's gradient buckets over several processes; under FSDP each process holds 1 / world_size of the
+    state and no buckets. (The probe itself runs the unsharded model, so under FSDP it also counts full
+    weights and gradients: the size it finds fits, though a larger one might.)"""
+    if sharded:
+        return -(-n_params * OPTIMIZER_STATE_BYTES_PER_PARAM // world_size)
+    return n_params * (OPTIMIZER_STATE_BYTES_PER_PARAM + (DDP_BUCKET_BYTES_PER_PARAM if world_size > 1 else 0))
 
 
 def probe_micro_batch(model: torch.nn.Module, batch_size: int, seq_len: int, accelerator: Accelerator,
@@ -95,14 +105,15 @@ def auto_micro_batch_size(model: torch.nn.Module, total_batch_tokens: int, seq_l
     largest = largest_candidate(total_batch_tokens, seq_len, accelerator.num_processes,
                                 CPU_MAX_MICRO_BATCH_TOKENS if on_cpu else None)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    per_param = OPTIMIZER_STATE_BYTES_PER_PARAM + (DDP_BUCKET_BYTES_PER_PARAM if accelerator.num_processes > 1 else 0)
+    sharded = accelerator.distributed_type == DistributedType.FSDP
+    reserve = reserved_bytes(n_params, accelerator.num_processes, sharded)
     was_training = model.training
     model.train()  # dropout masks count too
     # The probe must not move the seeded RNG streams (dropout draws from them): the run stays the same as one
     # given this size directly.
     with torch.random.fork_rng(devices=[] if on_cpu else [accelerator.device], device_type=accelerator.device.type):
         found = find_micro_batch_size(
-            largest, lambda size: probe_micro_batch(model, size, seq_len, accelerator, n_params * per_param), log)
+            largest, lambda size: probe_micro_batch(model, size, seq_len, accelerator, reserve), log)
     model.train(was_training)
     if accelerator.num_processes > 1:
         found = int(accelerator.gather(torch.tensor([found], device=accelerator.device)).min())

@@ -40,16 +40,18 @@ def is_muon_parameter(name: str, param: torch.nn.Parameter) -> bool:
 class MuonWithAdamW(torch.optim.Optimizer):
     """One optimizer made of two, so the Trainer, Accelerate and the LR schedule see a single object.
 
-    `param_groups` is the AdamW groups then the Muon groups, the very dicts the two optimizers own:
-    the schedule's LambdaLR scales each group's own `initial_lr` (`lr` for AdamW, `muon_lr` for
-    Muon), and `get_last_lr()[0]`, the logged `lr`, stays AdamW's. `state_dict()` nests both
-    optimizers' state dicts (Muon's momentum buffers, AdamW's moments), so checkpoints resume exactly.
+    `param_groups` is the AdamW groups then the Muon groups, the very dicts the two optimizers own,
+    and `state` is one dict that both fill (their parameters are disjoint): the schedule's LambdaLR
+    scales each group's own `initial_lr` (`lr` for AdamW, `muon_lr` for Muon), `get_last_lr()[0]`,
+    the logged `lr`, stays AdamW's, and `state_dict()` is torch's standard layout (Muon's momentum
+    buffers, AdamW's moments), which torch.distributed.checkpoint can shard under FSDP.
     """
 
     def __init__(self, muon: torch.optim.Muon, adamw: torch.optim.AdamW) -> None:
         self.muon, self.adamw = muon, adamw
         super().__init__([p for group in (*adamw.param_groups, *muon.param_groups) for p in group["params"]], {})
         self.param_groups = [*adamw.param_groups, *muon.param_groups]  # shared dicts, not copies
+        self.adamw.state = self.muon.state = self.state
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -61,18 +63,11 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self.adamw.step()
         return loss
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.muon.zero_grad(set_to_none=set_to_none)
-        self.adamw.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        self.muon.load_state_dict(state_dict["muon"])
-        self.adamw.load_state_dict(state_dict["adamw"])
-        # Loading replaces each optimizer's group dicts (Accelerate's prepare does it too): share the new ones.
-        self.param_groups = [*self.adamw.param_groups, *self.muon.param_groups]
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)  # new group dicts and a new state dict (Accelerate's prepare loads too)
+        n_adamw = len(self.adamw.param_groups)
+        self.adamw.param_groups, self.muon.param_groups = self.param_groups[:n_adamw], self.param_groups[n_adamw:]
+        self.adamw.state = self.muon.state = self.state
 
 
 def build_optimizer(

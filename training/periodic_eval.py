@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from ..data import IGNORE_INDEX, TokenLoader
 from ..evaluation import evaluate_hellaswag, load_hellaswag
 from .config import RunConfig
+from .fsdp import is_sharded
 
 
 def val_batches_per_process(config: RunConfig, world_size: int) -> int:
@@ -49,8 +50,9 @@ def validation_loss(model: torch.nn.Module, accelerator: Accelerator, config: Ru
 def sample_texts(model: Any, tokenizer: Any, accelerator: Accelerator, config: RunConfig, step: int) -> list[str]:
     """`eval.num_samples` top-k continuations of `eval.sample_prompt`, seeded by (seed, step).
 
-    Sampling runs under a forked RNG so it never changes the training random stream; every
-    process generates the same texts (no collective calls, safe under any wrapper).
+    Sampling runs under a forked RNG so it never changes the training random stream; every process
+    generates the same texts. On a sharded model (FSDP) each forward is collective, so every process
+    runs forwards until all have finished (`synced_gpus`) even if their samples ended at different steps.
     """
     cfg = config.eval
     if cfg.num_samples == 0:
@@ -68,7 +70,7 @@ def sample_texts(model: Any, tokenizer: Any, accelerator: Accelerator, config: R
         torch.manual_seed(config.seed + step)
         out = model.generate(
             prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=max_new, do_sample=True,
-            top_k=cfg.sample_top_k, pad_token_id=tokenizer.eos_token_id,
+            top_k=cfg.sample_top_k, pad_token_id=tokenizer.eos_token_id, synced_gpus=is_sharded(accelerator),
         )
     model.train(was_training)
     return tokenizer.batch_decode(out, skip_special_tokens=True)  # drops the end-of-text padding

@@ -42,6 +42,7 @@ from .checkpointing import (
     set_aside,
 )
 from .config import AUTO_MICRO_BATCH, ConfigError, ModelConfig, RunConfig
+from .fsdp import cpu_fsdp_plugin, describe_wrapping, is_sharded, shard_on_cpu, unsharded_model
 from .mfu import count_params, device_peak_flops, flops_per_token
 from .optim import build_optimizer, build_scheduler
 from .periodic_eval import hellaswag_scores, load_hellaswag_examples, sample_texts, validation_loss
@@ -115,6 +116,7 @@ class Trainer:
         self.accum = 1 if auto_batch else cfg.grad_accum_steps(PartialState(cpu=on_cpu).num_processes)
         self.mixed_precision = resolve_mixed_precision(cfg.train.mixed_precision)
         self.jsonl = JsonlTracker(self.out, resume_step=0)  # the resume step is set once it is known
+        fsdp_plugin = cpu_fsdp_plugin(on_cpu)  # None unless CPU processes were launched with an FSDP2 config
         self.accelerator = acc = Accelerator(
             cpu=on_cpu,
             mixed_precision=self.mixed_precision,
@@ -124,7 +126,10 @@ class Trainer:
             # The schedule is defined per optimizer step, not per process: step it once per step.
             step_scheduler_with_optimizer=False,
             dynamo_backend="inductor" if cfg.train.compile else "no",
+            fsdp_plugin=fsdp_plugin,
         )
+        if fsdp_plugin is not None:
+            shard_on_cpu(acc, fsdp_plugin)
         self.is_main = acc.is_main_process
         if acc.device.type == "cuda" and cfg.train.tf32:
             torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
@@ -325,7 +330,8 @@ class Trainer:
                                   "val_loss": validation_loss(self.model, acc, cfg, self.tokenizer)}
         eager = acc.unwrap_model(self.model, keep_torch_compile=False)
         if self.chat:
-            replies = chat_replies(eager, self.tokenizer, cfg.eval.chat_prompts, max_new_tokens=cfg.eval.max_new_tokens)
+            replies = chat_replies(eager, self.tokenizer, cfg.eval.chat_prompts, max_new_tokens=cfg.eval.max_new_tokens,
+                                   synced_gpus=is_sharded(acc))
             record["eot_rate"] = end_of_turn_rate(replies)
         if self.hellaswag:
             try:
@@ -371,6 +377,8 @@ class Trainer:
             tmp = self.out / ".tmp-final"
             shutil.rmtree(tmp, ignore_errors=True)
             model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+            if self.accelerator.distributed_type == DistributedType.FSDP:  # its own state dict: the head tied again
+                model, state_dict = unsharded_model(model, state_dict), None
             model.save_pretrained(tmp, state_dict=state_dict)
             self.tokenizer.save_pretrained(tmp)
             evals = [r for r in read_jsonl(self.jsonl.metrics_path) if "val_loss" in r]
@@ -391,15 +399,9 @@ class Trainer:
     def fit(self) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         max_steps = cfg.train.max_steps
-        # What the run actually got, so a silent fallback (Accelerate prepares DDP on a CPU even when handed
-        # an FSDP plugin) is not mistaken for sharding.
-        wrapping = acc.distributed_type.value
-        if acc.distributed_type == DistributedType.FSDP:
-            plugin = acc.state.fsdp_plugin
-            wrapping += f", fsdp_version {plugin.fsdp_version}, {plugin.state_dict_type.name}"
         self.log(f"training {max_steps} steps: {self.accum} micro-step(s) of {cfg.train.micro_batch_size} x "
                  f"{cfg.model.seq_len} tokens on each of {acc.num_processes} process(es) "
-                 f"({wrapping}), precision {self.mixed_precision}, device {acc.device}")
+                 f"({describe_wrapping(acc)}), precision {self.mixed_precision}, device {acc.device}")
         self.model.train()
         bar = tqdm(total=max_steps, initial=self.state.step, disable=not self.is_main, unit="step",
                    dynamic_ncols=True)

@@ -4,7 +4,8 @@ Two layouts (`packing`): packed rows (each example's context once, its endings a
 mask with position ids) for models known to read such a mask as given, and plain right-padded
 context + ending rows for any other causal LM. Either way each score equals the score of the
 context + ending sequence run alone. Batches are planned before they are shared among processes
-(batch k goes to process k % world_size), so any process count computes the same batches.
+(batch k goes to process k % world_size), so any process count computes the same batches; every
+process runs as many forwards as the busiest one, so a sharded (FSDP) model can score too.
 """
 
 from __future__ import annotations
@@ -80,7 +81,12 @@ def score_hellaswag(
     try:
         with torch.no_grad(), accelerator.autocast() if accelerator else contextlib.nullcontext():
             mine = batches[rank::world_size]
-            for rows in tqdm(mine, desc=f"HellaSwag ({style})", unit="batch", disable=not progress or rank > 0):
+            # Every process runs the same number of forwards: a sharded model's forward (FSDP) is collective.
+            # A process with fewer batches scores its first one again, or the first overall, and discards it.
+            rounds = -(-len(batches) // world_size)
+            repeats = [(mine or batches)[0]] * (rounds - len(mine)) if rounds > len(mine) else []
+            for i, rows in enumerate(tqdm(mine + repeats, desc=f"HellaSwag ({style})", unit="batch",
+                                          disable=not progress or rank > 0)):
                 batch = build_batch(requests, rows)
                 inputs = {"input_ids": batch.input_ids.to(device), **no_cache}
                 if packed:
@@ -95,7 +101,8 @@ def score_hellaswag(
                 normaliser = torch.logsumexp(logits.float(), dim=-1)  # (N,)
                 at, targets = batch.scored_at.to(device), batch.targets.to(device)  # (M,)
                 picked = logits[at, targets].float() - normaliser[at]  # (M,): log p(target)
-                logprob_sums.index_add_(0, batch.owners.to(device), picked.double())
+                if i < len(mine):
+                    logprob_sums.index_add_(0, batch.owners.to(device), picked.double())
     finally:
         model.train(was_training)
     if world_size > 1:
