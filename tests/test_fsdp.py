@@ -129,9 +129,10 @@ def test_sharded_checkpoint_resumes_bitwise(sharded_run: tuple, tiny_data: Path,
 @pytest.fixture(scope="module")
 def sharded_sft(reference_run: Path, tiny_chat_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """SFT with Muon from the tiny pretrained model, into a sharded run: `init_from` loads the folder on
-    every process, then Accelerate shards it."""
+    every process, then Accelerate shards it. Activation checkpointing inside the sharded blocks too."""
     out = tmp_path_factory.mktemp("fsdp_sft") / "run"
-    args = tiny_cli_args(tiny_chat_data, out, f"init_from={reference_run / 'final'}", *SFT, *MUON)
+    args = tiny_cli_args(tiny_chat_data, out, f"init_from={reference_run / 'final'}", *SFT, *MUON,
+                         "train.gradient_checkpointing=true")
     return out, args, launch_fsdp(args, script="sft")
 
 
@@ -139,7 +140,7 @@ def test_init_from_into_a_sharded_sft_run(sharded_sft: tuple, reference_run: Pat
                                           tmp_path: Path) -> None:
     out, _, output = sharded_sft
     assert "(FSDP, fsdp_version 2" in output and "init_from:" in output
-    single = tmp_path / "single"
+    single = tmp_path / "single"  # without activation checkpointing: the same losses
     train_in_process(tiny_config(tiny_chat_data, single, f"init_from={reference_run / 'final'}", *SFT, *MUON))
     sharded, expected = training_losses(out), training_losses(single)
     assert sharded[1] == pytest.approx(expected[1], abs=1e-5)  # the same pretrained weights
