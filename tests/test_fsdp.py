@@ -38,6 +38,7 @@ FSDP_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--config_fil
 HELLASWAG_EXAMPLES, HELLASWAG_BATCH = 5, 2
 SEQ_LEN = 128  # the generated HellaSwag endings are up to ~70 tokens: one micro-step of 4 x 128 per process
 MUON = ("train.optimizer=muon", "train.muon_lr=0.02")
+BF16 = ("train.mixed_precision=bf16",)
 SFT = ("train.max_steps=4", "eval.every=2", "checkpoint.every=2", "eval.max_new_tokens=12",
        "eval.chat_prompts=[What sees the cat?, What likes a dog?, What reads my friend?]")
 
@@ -129,9 +130,9 @@ def test_sharded_checkpoint_resumes_bitwise(sharded_run: tuple, tiny_data: Path,
 @pytest.fixture(scope="module")
 def sharded_sft(reference_run: Path, tiny_chat_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """SFT with Muon from the tiny pretrained model, into a sharded run: `init_from` loads the folder on
-    every process, then Accelerate shards it. Activation checkpointing inside the sharded blocks too."""
+    every process, then Accelerate shards it. In bf16, with activation checkpointing inside the sharded blocks."""
     out = tmp_path_factory.mktemp("fsdp_sft") / "run"
-    args = tiny_cli_args(tiny_chat_data, out, f"init_from={reference_run / 'final'}", *SFT, *MUON,
+    args = tiny_cli_args(tiny_chat_data, out, f"init_from={reference_run / 'final'}", *SFT, *MUON, *BF16,
                          "train.gradient_checkpointing=true")
     return out, args, launch_fsdp(args, script="sft")
 
@@ -140,13 +141,14 @@ def test_init_from_into_a_sharded_sft_run(sharded_sft: tuple, reference_run: Pat
                                           tmp_path: Path) -> None:
     out, _, output = sharded_sft
     assert "(FSDP, fsdp_version 2" in output and "init_from:" in output
-    single = tmp_path / "single"  # without activation checkpointing: the same losses
-    train_in_process(tiny_config(tiny_chat_data, single, f"init_from={reference_run / 'final'}", *SFT, *MUON))
+    single = tmp_path / "single"  # one process, bf16 autocast, without activation checkpointing
+    train_in_process(tiny_config(tiny_chat_data, single, f"init_from={reference_run / 'final'}", *SFT, *MUON, *BF16))
     sharded, expected = training_losses(out), training_losses(single)
-    assert sharded[1] == pytest.approx(expected[1], abs=1e-5)  # the same pretrained weights
-    # Later steps: Muon's Newton-Schulz runs in bf16, on DTensor shards here (another summation order,
-    # within bf16's error of the fp32 iteration), so the trajectories part at bf16 precision.
+    # bf16 weights gathered by FSDP against bf16 autocast: the same roundings, other summation orders; and
+    # Muon's Newton-Schulz in bf16 on DTensor shards (within bf16's error of the fp32 iteration).
     assert list(sharded.values()) == pytest.approx(list(expected.values()), abs=2e-3)
+    # The loss keeps fp32 precision: Accelerate's bf16 policy would cast the model's outputs to bf16.
+    assert all(torch.tensor(loss).bfloat16().item() != loss for loss in sharded.values())
     got = evaluations(out)
     assert [r["step"] for r in got] == [2, 4] and all(0.0 <= r["eot_rate"] <= 1.0 for r in got)
     samples = read_jsonl(out / "samples.jsonl")  # greedy chat replies on the sharded model

@@ -18,6 +18,7 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+from torch.distributed.fsdp import MixedPrecisionPolicy
 
 from ..modeling import NanoGPT2LMHeadModel
 
@@ -50,6 +51,25 @@ def shard_on_cpu(accelerator: Accelerator, plugin: FullyShardedDataParallelPlugi
     state.fsdp_plugin = plugin
     if accelerator.mixed_precision != "no":
         plugin.set_mixed_precision(accelerator.mixed_precision)
+
+
+def fp32_reductions_and_outputs(accelerator: Accelerator) -> None:
+    """Under FSDP2 with bf16, keep the gradient reduction and the model's outputs in fp32.
+
+    Accelerate's bf16 policy also reduces gradients in bf16 and casts every output to bf16: the step's
+    gradients would be summed over processes at bf16's 8-bit precision, and the loss (computed in fp32
+    by the model) logged with bf16's resolution, 0.016 at a loss of 3. As torchtitan does, parameters
+    are gathered in bf16 for the matmuls and gradients reduce-scattered in fp32; outputs stay as the
+    model computes them (bf16 logits, an fp32 loss), as under DDP with autocast.
+    """
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return
+    plugin = accelerator.state.fsdp_plugin
+    policy = plugin.mixed_precision_policy
+    if plugin.fsdp_version == 2 and policy is not None and policy.param_dtype not in (None, torch.float32):
+        plugin.mixed_precision_policy = MixedPrecisionPolicy(
+            param_dtype=policy.param_dtype, reduce_dtype=torch.float32, output_dtype=None,
+            cast_forward_inputs=policy.cast_forward_inputs)
 
 
 def describe_wrapping(accelerator: Accelerator) -> str:

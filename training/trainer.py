@@ -42,7 +42,14 @@ from .checkpointing import (
     set_aside,
 )
 from .config import AUTO_MICRO_BATCH, ConfigError, ModelConfig, RunConfig
-from .fsdp import cpu_fsdp_plugin, describe_wrapping, is_sharded, shard_on_cpu, unsharded_model
+from .fsdp import (
+    cpu_fsdp_plugin,
+    describe_wrapping,
+    fp32_reductions_and_outputs,
+    is_sharded,
+    shard_on_cpu,
+    unsharded_model,
+)
 from .mfu import count_params, device_peak_flops, flops_per_token
 from .optim import build_optimizer, build_scheduler
 from .periodic_eval import hellaswag_scores, load_hellaswag_examples, sample_texts, validation_loss
@@ -130,6 +137,7 @@ class Trainer:
         )
         if fsdp_plugin is not None:
             shard_on_cpu(acc, fsdp_plugin)
+        fp32_reductions_and_outputs(acc)
         self.is_main = acc.is_main_process
         if acc.device.type == "cuda" and cfg.train.tf32:
             torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
