@@ -31,7 +31,7 @@ from transformers import AutoTokenizer
 from nanogpt2.evaluation import HellaSwagScores, load_hellaswag, score_hellaswag
 from nanogpt2.evaluation.hellaswag import tokenize_requests
 from nanogpt2.modeling import NanoGPT2Config, NanoGPT2LMHeadModel
-from nanogpt2.utils import load_model_and_tokenizer
+from nanogpt2.utils.models import load_model_and_tokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SIZES = {"tiny": (4, 256, 4), "124m": (12, 768, 12)}  # n_layer, n_embd, n_head

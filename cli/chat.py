@@ -25,8 +25,9 @@ import sys
 import torch
 from transformers import set_seed
 
-from ..utils import InputError, load_model_and_tokenizer
+from ..utils import InputError
 from ..utils.chat import ChatSession
+from ..utils.models import load_model_and_tokenizer
 from .generate import add_sampling_arguments, check_flags, generation_kwargs
 
 

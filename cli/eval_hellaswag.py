@@ -20,7 +20,8 @@ from accelerate import Accelerator
 
 from ..evaluation import METRIC_KEYS, STYLES, evaluate_hellaswag, load_hellaswag
 from ..evaluation.hellaswag import describe_source
-from ..utils import load_model_and_tokenizer, write_json
+from ..utils import write_json
+from ..utils.models import load_model_and_tokenizer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
-from ..utils import InputError, context_length, load_model_and_tokenizer
+from ..utils import InputError
+from ..utils.models import context_length, load_model_and_tokenizer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,8 @@ from typing import Any
 from ..data import load_data_tokenizer, load_meta, prepare_chat_data
 from ..evaluation import chat_replies, end_of_turn_rate
 from ..training import RunConfig, TrainResult, load_config, train
-from ..utils import InputError, load_model_and_tokenizer, read_jsonl, sha256_file
+from ..utils import InputError, read_jsonl, sha256_file
+from ..utils.models import load_model_and_tokenizer
 from .chat_corpus import held_out_subjects, write_chat_corpus
 
 SFT_PRESET = Path(__file__).resolve().parents[1] / "configs" / "sft-smoke.yaml"

@@ -17,8 +17,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, pipeline
 from nanogpt2.cli import main
 from nanogpt2.data.chat_template import END_OF_TURN, add_chat_template
 from nanogpt2.modeling import NanoGPT2Config, NanoGPT2LMHeadModel, padded_vocab_size
-from nanogpt2.utils import InputError, load_model_and_tokenizer
+from nanogpt2.utils import InputError
 from nanogpt2.utils.chat import ChatSession
+from nanogpt2.utils.models import load_model_and_tokenizer
 
 CONTEXT = 64
 MAX_NEW_TOKENS = 8

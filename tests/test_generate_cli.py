@@ -15,7 +15,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, set_seed
 from nanogpt2.cli import build_parser, main
 from nanogpt2.cli.generate import generation_kwargs, sample
 from nanogpt2.modeling import NanoGPT2Config, NanoGPT2LMHeadModel
-from nanogpt2.utils import load_model_and_tokenizer
+from nanogpt2.utils.models import load_model_and_tokenizer
 
 PROMPT = "the cat reads"
 

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ...utils import InputError, context_length
+from ...utils import InputError
+from ...utils.models import context_length
 from .packing import build_batch, packed_attention_mask, plan_batches
 from .requests import EndingRequest, tokenize_requests
 
