@@ -1,4 +1,4 @@
-"""The training loop: `Trainer(config).fit()` with Accelerate (device, precision, DDP, accumulation, trackers).
+"""The training loop: `Trainer(config).fit()` with Accelerate (device, precision, DDP or FSDP2, accumulation, trackers).
 
 `Trainer.__init__` reads as its phases: accelerator, data, model, restore, tracking, evaluation,
 publishing. `fit` then runs optimizer steps, evaluating every `eval.every` steps and checkpointing every
