@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 
 from nanogpt2.evaluation.hellaswag import tokenize_requests
 from nanogpt2.evaluation.hellaswag.packing import plan_batches
+from nanogpt2.training.checkpointing import CheckpointError
 from nanogpt2.utils import read_jsonl
 
 FSDP_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
@@ -125,6 +126,15 @@ def test_sharded_checkpoint_resumes_bitwise(sharded_run: tuple, tiny_data: Path,
     assert "resumed from" in output
     assert training_losses(resumed) == training_losses(out)
     assert evaluations(resumed) == evaluations(out)
+
+
+def test_a_sharded_checkpoint_is_not_resumed_unsharded(sharded_run: tuple, tiny_data: Path, pretrain_args: list[str],
+                                                       tmp_path: Path) -> None:
+    out, _ = sharded_run
+    elsewhere = tmp_path / "unsharded"
+    shutil.copytree(out / "checkpoints" / "step_0000004", elsewhere / "checkpoints" / "step_0000004")
+    with pytest.raises(CheckpointError, match=r"holds sharded \(FSDP\) model and optimizer state, and this run is NO"):
+        train_in_process(tiny_config(tiny_data, elsewhere, *pretrain_args))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
 A checkpoint is `accelerator.save_state` (model, optimizer, scheduler, RNG states, the registered
 `TrainingState`), each process's token-loader position and the resolved config, then, last, a
-`manifest.json` of every file's size and SHA-256. It is written into `.tmp-step_NNNNNNN/` and renamed
+`manifest.json` of every file's size and SHA-256, the world size and the distributed type (a sharded
+FSDP checkpoint resumes only into an FSDP run). It is written into `.tmp-step_NNNNNNN/` and renamed
 once every process has finished, so a kill at any moment leaves the previous checkpoints or the new
 one. A checkpoint damaged later (a partial copy, a full disk, bit rot) no longer matches its manifest:
 `resume=auto` sets it aside (renamed `step_NNNNNNN.damaged`, nothing deleted) with a warning and
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from ..utils import InputError, sha256_file, write_json, write_text
 
@@ -172,7 +174,8 @@ def save_checkpoint(accelerator: Accelerator, out_dir: str | Path, step: int, lo
         write_text(tmp / "config.yaml", config_yaml)
         files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
-        write_json(tmp / MANIFEST, {"step": step, "world_size": accelerator.num_processes, "files": files})
+        write_json(tmp / MANIFEST, {"step": step, "world_size": accelerator.num_processes,
+                                    "distributed_type": accelerator.distributed_type.value, "files": files})
     _maybe_kill("checkpoint_before_rename", step)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -185,7 +188,15 @@ def save_checkpoint(accelerator: Accelerator, out_dir: str | Path, step: int, lo
 
 def load_checkpoint(accelerator: Accelerator, path: Path) -> dict[str, Any]:
     """Restore everything `save_checkpoint` wrote; return this process's loader state."""
-    saved_world = json.loads((path / MANIFEST).read_text())["world_size"]
+    manifest = json.loads((path / MANIFEST).read_text())
+    saved_world, saved_type = manifest["world_size"], manifest.get("distributed_type", "")
+    sharded = accelerator.distributed_type == DistributedType.FSDP
+    if (saved_type == DistributedType.FSDP.value) != sharded:
+        raise CheckpointError(
+            f"checkpoint {path} holds {'sharded (FSDP)' if not sharded else 'unsharded'} model and optimizer "
+            f"state, and this run is {accelerator.distributed_type.value}: launch it as the checkpoint was "
+            f"written ({saved_type or 'without FSDP'}), or start a new run (resume=none, another out_dir)"
+        )
     if saved_world != accelerator.num_processes:
         raise CheckpointError(
             f"checkpoint {path} was written by {saved_world} processes, this run has "
