@@ -1,4 +1,5 @@
-"""FSDP as launched: what the run was asked for, what it got, and sharding on CPU processes too.
+"""FSDP as launched: what the run was asked for, what it got, sharding on CPU processes too, its bf16
+policy, and a plain model for `final/`.
 
 `accelerate launch --config_file configs/accelerate/fsdp-8gpu.yaml` sets `ACCELERATE_USE_FSDP` and the
 `FSDP_*` variables; Accelerate 1.15 then shards on GPUs but prepares plain DDP on CPU processes (its FSDP
